@@ -1,0 +1,142 @@
+"""The asset factory: one OHLCV asset and its partitioned checks per (symbol, interval).
+
+No ``from __future__ import annotations`` here: Dagster inspects the context annotations.
+"""
+
+
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+
+from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.ingest import ingest_sessions
+from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.verify import (
+    BAR_COUNT_MATCHES_CALENDAR,
+    BARS_ARE_VALID,
+    CHECK_NAMES,
+    CHECKSUM_MATCHES,
+    verify_partition,
+)
+
+CHECK_DESCRIPTIONS = {
+    BARS_ARE_VALID: "OHLC consistent, volume >= 0, no NaN, no duplicate timestamps, every bar inside the session.",
+    BAR_COUNT_MATCHES_CALENDAR: "Bar count matches the exchange calendar (holidays, early closes, DST); "
+    "minute bars need at least min_completeness of the expected count.",
+    CHECKSUM_MATCHES: "SHA-256 of the warehouse bars equals the checksum recorded when the partition was written.",
+}
+
+
+def tag_value(value: str) -> str:
+    """Dagster tag values allow ``[A-Za-z0-9_.-]``; '24/7' becomes '24_7'."""
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in value)
+
+
+def _sessions(keys: list[str]) -> list[date]:
+    return [date.fromisoformat(k) for k in keys]
+
+
+def build_ohlcv_asset(
+    spec: AssetSpecification, partitions_def: dg.PartitionsDefinition
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    key = dg.AssetKey(list(spec.key_path))
+    cal = get_calendar(spec.calendar)
+
+    @dg.asset(
+        key=key,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=f"ohlcv_{spec.interval}",
+        pool=f"vendor_{spec.vendors[0]}",
+        description=(
+            f"{spec.interval} OHLCV bars of {spec.symbol} ({spec.asset_class}, {spec.calendar}); "
+            f"one partition per session, fetched from {' -> '.join(spec.vendors)}."
+        ),
+        tags={
+            "asset_class": tag_value(spec.asset_class),
+            "exchange": tag_value(spec.calendar),
+            "vendor_pool": tag_value(spec.vendors[0]),
+            "interval": spec.interval,
+        },
+        metadata={
+            "symbol": spec.symbol,
+            "interval": spec.interval,
+            "calendar": spec.calendar,
+            "vendors": list(spec.vendors),
+            "window_days": spec.window_days,
+        },
+        kinds={"sql"},
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, vendors: VendorsResource
+    ) -> dg.MaterializeResult:
+        results = ingest_sessions(
+            symbol=spec.symbol,
+            interval=spec.interval,
+            calendar=cal,
+            sessions=_sessions(list(context.partition_keys)),
+            vendors=vendors.chain(spec.vendors, cal),
+            warehouse=warehouse.get(),
+            run_id=context.run.run_id,
+        )
+        for r in results:
+            context.add_asset_metadata(r.metadata(), partition_key=r.session.isoformat())
+        rows = sum(r.rows for r in results)
+        context.log.info(f"{spec.symbol} {spec.interval}: wrote {len(results)} partition(s), {rows} bars")
+        return dg.MaterializeResult()
+
+    check_specs = [
+        dg.AssetCheckSpec(name, asset=key, partitions_def=partitions_def, description=CHECK_DESCRIPTIONS[name])
+        for name in CHECK_NAMES
+    ]
+
+    @dg.multi_asset_check(specs=check_specs, name=f"{key.to_python_identifier()}_checks")
+    def _checks(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        keys = list(context.partition_keys)
+        wh = warehouse.get()
+        outcomes = {
+            k: verify_partition(
+                warehouse=wh,
+                calendar=cal,
+                symbol=spec.symbol,
+                interval=spec.interval,
+                session=date.fromisoformat(k),
+                min_completeness=spec.min_completeness,
+            )
+            for k in keys
+        }
+        if context.has_partition_key:
+            for o in outcomes[keys[0]]:
+                yield dg.AssetCheckResult(
+                    asset_key=key, check_name=o.name, passed=o.passed, description=o.description, metadata=o.metadata
+                )
+            return
+        # A range run stores yielded results without a partition, so record each partition's
+        # result explicitly, then yield one summary per check that fails if any partition failed.
+        for k, per_check in outcomes.items():
+            for o in per_check:
+                context.op_execution_context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=key,
+                        check_name=o.name,
+                        passed=o.passed,
+                        partition=k,
+                        description=o.description,
+                        metadata=o.metadata,
+                    )
+                )
+        for i, name in enumerate(CHECK_NAMES):
+            failed = [k for k, per_check in outcomes.items() if not per_check[i].passed]
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=name,
+                passed=not failed,
+                description=f"{len(keys) - len(failed)}/{len(keys)} partitions passed",
+                metadata={"partitions": len(keys), "failed_partitions": failed[:50]},
+            )
+
+    return _asset, _checks

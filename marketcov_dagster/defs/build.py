@@ -1,0 +1,65 @@
+"""Builds the code location's ``Definitions`` from the universe config."""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from marketcov_dagster.defs.assets import build_ohlcv_asset, tag_value
+from marketcov_dagster.defs.partitions import sessions_partitions
+from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
+from marketcov_dagster.lib.universe import AssetSpecification, Universe
+from marketcov_dagster.lib.warehouse import WAREHOUSE_URL_ENV
+
+# partitioned asset checks are "preview" in Dagster 1.13 and backfill policies "beta"; we rely on
+# both knowingly (see README), so their warnings would only be noise in every log.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+def group_job_name(calendar: str, interval: str) -> str:
+    return f"ohlcv_{tag_value(calendar).lower()}_{interval}_job"
+
+
+def warehouse_resource() -> WarehouseResource:
+    """The URL (it may hold a password) is passed only as an ``EnvVar``, never as a value."""
+    import os
+
+    if os.environ.get(WAREHOUSE_URL_ENV):
+        return WarehouseResource(url=dg.EnvVar(WAREHOUSE_URL_ENV))
+    return WarehouseResource()
+
+
+def build_definitions(universe: Universe, now: datetime | None = None) -> dg.Definitions:
+    now = now or datetime.now(UTC)
+    groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
+    for spec in universe.specs:
+        groups[spec.group].append(spec)
+
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    for (calendar, interval), specs in sorted(groups.items()):
+        pdef = sessions_partitions(calendar, specs[0].window_days, now)
+        group_assets = []
+        for spec in specs:
+            asset, check = build_ohlcv_asset(spec, pdef)
+            group_assets.append(asset)
+            checks.append(check)
+        assets.extend(group_assets)
+        jobs.append(
+            dg.define_asset_job(
+                group_job_name(calendar, interval),
+                selection=dg.AssetSelection.assets(*group_assets),
+                description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs,
+        resources={"warehouse": warehouse_resource(), "vendors": VendorsResource()},
+    )

@@ -1,0 +1,43 @@
+"""One partitions definition per (calendar, interval): exchange sessions as daily partitions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.coverage import window_start
+
+WEEKENDS_CRON = "0 0 * * 6,0"
+
+
+def sessions_partitions(calendar_name: str, window_days: int, now: datetime) -> dg.DailyPartitionsDefinition:
+    """Daily partitions whose keys are exactly the calendar's sessions, from the window start.
+
+    ``end_offset=1`` makes today's session a partition while it trades. Dagster counts the
+    offset in non-excluded days, so on a weekend or holiday the next session is listed too;
+    the asset refuses to materialize a session that has not opened yet.
+    """
+    cal = get_calendar(calendar_name)
+    start = window_start(cal, window_days, now)
+    if cal.always_open:
+        return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
+    exclusions: list[str | datetime] = []
+    if cal.trades_on_weekends():
+        days = []
+        d = start
+        while d <= cal.last_session:
+            if not cal.is_session(d):
+                days.append(d)
+            d += timedelta(days=1)
+    else:
+        exclusions.append(WEEKENDS_CRON)
+        days = cal.non_session_weekdays(start, cal.last_session)
+    exclusions.extend(datetime(d.year, d.month, d.day, tzinfo=cal.tz) for d in days)
+    return dg.DailyPartitionsDefinition(
+        start_date=start.isoformat(),
+        timezone=str(cal.tz),
+        end_offset=1,
+        exclusions=exclusions,
+    )

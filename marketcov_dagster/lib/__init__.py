@@ -1,0 +1,1 @@
+"""Plain-Python domain logic for marketcov: no Dagster imports live below this package."""

@@ -1,0 +1,122 @@
+"""The canonical bar frame and its validation.
+
+A canonical frame has exactly the columns ``ts, open, high, low, close, volume``: ``ts`` is the
+bar's open time as UTC epoch milliseconds (int64), the rest are float64. Validation is
+vectorised; it reports counts and a few offending timestamps per problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from marketcov_dagster.lib.calendars import SessionBounds
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+
+COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+SAMPLE = 5
+
+
+class BadBarsError(ValueError):
+    """A frame is not in canonical form (missing columns, wrong types)."""
+
+
+def empty_frame() -> pd.DataFrame:
+    return canonical(pd.DataFrame({c: [] for c in COLUMNS}))
+
+
+def canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """Coerce to the canonical dtypes and order; raise ``BadBarsError`` if that is impossible."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise BadBarsError(f"bars lack column(s) {missing}")
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    try:
+        out["ts"] = pd.to_numeric(df["ts"].to_numpy(), errors="raise").astype(np.int64)
+        for c in COLUMNS[1:]:
+            out[c] = pd.to_numeric(df[c].to_numpy(), errors="raise").astype(np.float64)
+    except (ValueError, TypeError) as e:
+        raise BadBarsError(f"bars are not numeric: {e}") from None
+    return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def ts_iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+@dataclass
+class Problem:
+    kind: str
+    count: int
+    sample: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "count": self.count, "sample": self.sample}
+
+
+@dataclass
+class ValidationReport:
+    rows: int
+    problems: list[Problem]
+    invalid_mask: np.ndarray
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def invalid_rows(self) -> int:
+        return int(self.invalid_mask.sum())
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.rows} bars valid"
+        return "; ".join(f"{p.kind}: {p.count} (e.g. {', '.join(p.sample)})" for p in self.problems)
+
+
+def _add(problems: list[Problem], kind: str, mask: np.ndarray, ts: np.ndarray) -> None:
+    n = int(mask.sum())
+    if n:
+        problems.append(Problem(kind, n, [ts_iso(t) for t in ts[mask][:SAMPLE]]))
+
+
+def session_mask(ts: np.ndarray, sessions: Sequence[SessionBounds], interval: Interval) -> np.ndarray:
+    """True where ``ts`` is the open time of a bar the calendar allows in one of ``sessions``."""
+    inside = np.zeros(len(ts), dtype=bool)
+    for s in sessions:
+        if interval == "1d":
+            inside |= ts == s.open_ms
+            continue
+        m = (ts >= s.open_ms) & (ts < s.close_ms) & ((ts - s.open_ms) % MINUTE_MS == 0)
+        if s.break_start_ms is not None and s.break_end_ms is not None:
+            m &= (ts < s.break_start_ms) | (ts >= s.break_end_ms)
+        inside |= m
+    return inside
+
+
+def validate_bars(
+    df: pd.DataFrame, sessions: Sequence[SessionBounds], interval: Interval
+) -> ValidationReport:
+    """Check a canonical frame: no NaN, OHLC consistent, volume >= 0, unique timestamps, every
+    timestamp a bar open inside one of ``sessions``."""
+    ts = df["ts"].to_numpy(dtype=np.int64)
+    o, h, lo, c, v = (df[k].to_numpy(dtype=np.float64) for k in COLUMNS[1:])
+    problems: list[Problem] = []
+    nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v)
+    with np.errstate(invalid="ignore"):
+        inf = ~nan & ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v))
+        ohlc = ~nan & ((lo > np.minimum(o, c)) | (h < np.maximum(o, c)) | (lo > h) | (lo <= 0))
+        neg_vol = ~nan & (v < 0)
+    dup = pd.Series(ts).duplicated(keep=False).to_numpy()
+    outside = ~session_mask(ts, sessions, interval)
+    _add(problems, "nan", nan, ts)
+    _add(problems, "infinite", inf, ts)
+    _add(problems, "ohlc_inconsistent", ohlc, ts)
+    _add(problems, "negative_volume", neg_vol, ts)
+    _add(problems, "duplicate_ts", dup, ts)
+    _add(problems, "outside_session", outside, ts)
+    return ValidationReport(len(df), problems, nan | inf | ohlc | neg_vol | dup | outside)

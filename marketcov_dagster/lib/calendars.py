@@ -1,0 +1,154 @@
+"""Exchange calendars: sessions, session bounds and expected bar counts.
+
+``exchange_calendars`` is the source of truth for sessions, early closes and holidays. A session
+is identified by its date in exchange time; its bounds are UTC instants. The ``24/7`` calendar
+gives one UTC day per session, which is what crypto markets use.
+"""
+
+from __future__ import annotations
+
+import warnings
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import exchange_calendars as xcals
+
+
+class UnknownCalendarError(ValueError):
+    pass
+
+
+def calendar_names() -> list[str]:
+    return sorted(xcals.get_calendar_names(include_aliases=True))
+
+
+@dataclass(frozen=True)
+class SessionBounds:
+    """One session: its date and UTC bounds in epoch milliseconds (``[open_ms, close_ms)``)."""
+
+    session: date
+    open_ms: int
+    close_ms: int
+    break_start_ms: int | None = None
+    break_end_ms: int | None = None
+
+    def expected_bars(self, interval: Interval) -> int:
+        if interval == "1d":
+            return 1
+        minutes = (self.close_ms - self.open_ms) // MINUTE_MS
+        if self.break_start_ms is not None and self.break_end_ms is not None:
+            minutes -= (self.break_end_ms - self.break_start_ms) // MINUTE_MS
+        return int(minutes)
+
+    def bar_starts(self, interval: Interval) -> np.ndarray:
+        """Epoch-ms open times of every bar the calendar expects in this session."""
+        if interval == "1d":
+            return np.array([self.open_ms], dtype=np.int64)
+        starts = np.arange(self.open_ms, self.close_ms, MINUTE_MS, dtype=np.int64)
+        if self.break_start_ms is not None and self.break_end_ms is not None:
+            starts = starts[(starts < self.break_start_ms) | (starts >= self.break_end_ms)]
+        return starts
+
+
+def _ms(ts: pd.Timestamp) -> int:
+    return int(ts.value // 1_000_000)
+
+
+class TradingCalendar:
+    """Thin, cached view over one ``exchange_calendars`` calendar."""
+
+    def __init__(self, name: str) -> None:
+        if name not in xcals.get_calendar_names(include_aliases=True):
+            raise UnknownCalendarError(
+                f"unknown calendar {name!r}; use an exchange_calendars name such as 'XNYS' or '24/7'"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._cal = xcals.get_calendar(name)
+        self.name = name
+        self.tz = ZoneInfo(str(self._cal.tz))
+        schedule = self._cal.schedule
+        self._dates: list[date] = [d.date() for d in schedule.index]
+        self._index = {d: i for i, d in enumerate(self._dates)}
+        self._open = schedule["open"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        self._close = schedule["close"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        bs = schedule["break_start"]
+        self._has_breaks = bool(bs.notna().any())
+        self._break_start = bs
+        self._break_end = schedule["break_end"]
+
+    @property
+    def first_session(self) -> date:
+        return self._dates[0]
+
+    @property
+    def last_session(self) -> date:
+        return self._dates[-1]
+
+    @property
+    def always_open(self) -> bool:
+        return self.name == "24/7"
+
+    def is_session(self, day: date) -> bool:
+        return day in self._index
+
+    def sessions(self, start: date, end: date) -> list[date]:
+        """Sessions with ``start <= session <= end``."""
+        return self._dates[bisect_left(self._dates, start) : bisect_right(self._dates, end)]
+
+    def bounds(self, day: date) -> SessionBounds:
+        i = self._index.get(day)
+        if i is None:
+            raise ValueError(f"{day.isoformat()} is not a {self.name} session")
+        bstart = bend = None
+        if self._has_breaks and pd.notna(self._break_start.iloc[i]):
+            bstart = _ms(pd.Timestamp(self._break_start.iloc[i]))
+            bend = _ms(pd.Timestamp(self._break_end.iloc[i]))
+        return SessionBounds(day, int(self._open[i]), int(self._close[i]), bstart, bend)
+
+    def non_session_weekdays(self, start: date, end: date) -> list[date]:
+        """Mon-Fri dates in ``[start, end]`` that are not sessions (holidays)."""
+        if self.always_open:
+            return []
+        out = []
+        d = start
+        while d <= end:
+            if d.weekday() < 5 and d not in self._index:
+                out.append(d)
+            d += timedelta(days=1)
+        return out
+
+    def trades_on_weekends(self) -> bool:
+        return any(d.weekday() >= 5 for d in self._dates[-30:])
+
+    def last_closed_session(self, now: datetime) -> date | None:
+        now_ms = int(now.timestamp() * 1000)
+        i = int(np.searchsorted(self._close, now_ms, side="right")) - 1
+        return self._dates[i] if i >= 0 else None
+
+    def last_opened_session(self, now: datetime) -> date | None:
+        now_ms = int(now.timestamp() * 1000)
+        i = int(np.searchsorted(self._open, now_ms, side="right")) - 1
+        return self._dates[i] if i >= 0 else None
+
+    def day_window_ms(self, day: date) -> tuple[int, int]:
+        """The calendar day ``day`` in exchange time, as UTC epoch-ms ``[start, end)``."""
+        start = datetime(day.year, day.month, day.day, tzinfo=self.tz)
+        end = start + timedelta(days=1)
+        end = datetime(end.year, end.month, end.day, tzinfo=self.tz)
+        return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+@lru_cache(maxsize=64)
+def get_calendar(name: str) -> TradingCalendar:
+    return TradingCalendar(name)

@@ -1,0 +1,172 @@
+"""Coverage: what we have, where the holes are, computed per asset against the calendar.
+
+Inputs are plain facts (present partitions and their row counts, from Dagster's materialization
+history); the output is a JSON-ready report. A *segment* is a maximal run of consecutive expected
+sessions that are present and complete; non-sessions (weekends, holidays) never break a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+
+from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.verify import required_bars
+
+
+def window_start(calendar: TradingCalendar, window_days: int, now: datetime) -> date:
+    """First session of a window reaching ``window_days`` calendar days back from ``now``."""
+    today = now.astimezone(calendar.tz).date()
+    lo = max(today - timedelta(days=window_days), calendar.first_session)
+    sessions = calendar.sessions(lo, today + timedelta(days=7))
+    return sessions[0] if sessions else lo
+
+
+def expected_sessions(calendar: TradingCalendar, window_days: int, now: datetime) -> list[date]:
+    """Sessions of the window that have closed by ``now``."""
+    last = calendar.last_closed_session(now)
+    if last is None:
+        return []
+    return calendar.sessions(window_start(calendar, window_days, now), last)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: str
+    end: str
+    sessions: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class AssetCoverage:
+    asset_key: str
+    symbol: str
+    interval: str
+    calendar: str
+    expected_sessions: int
+    covered_sessions: int
+    coverage_pct: float
+    first_session: str | None
+    last_session: str | None
+    rows: int
+    segments: list[Segment]
+    missing: list[str]
+    partial: list[str]
+
+
+def asset_coverage(
+    spec: AssetSpecification,
+    calendar: TradingCalendar,
+    present: set[str],
+    rows_by_partition: Mapping[str, int],
+    now: datetime,
+) -> AssetCoverage:
+    expected = expected_sessions(calendar, spec.window_days, now)
+    segments: list[Segment] = []
+    missing: list[str] = []
+    partial: list[str] = []
+    run: list[tuple[str, int]] = []
+
+    def close_run() -> None:
+        if run:
+            segments.append(Segment(run[0][0], run[-1][0], len(run), sum(r for _, r in run)))
+            run.clear()
+
+    rows_total = 0
+    present_in_window: list[str] = []
+    for d in expected:
+        key = d.isoformat()
+        if key not in present:
+            missing.append(key)
+            close_run()
+            continue
+        present_in_window.append(key)
+        rows = int(rows_by_partition.get(key, 0))
+        rows_total += rows
+        if rows < required_bars(calendar.bounds(d).expected_bars(spec.interval), spec.min_completeness):
+            partial.append(key)
+            close_run()
+            continue
+        run.append((key, rows))
+    close_run()
+    covered = sum(s.sessions for s in segments)
+    return AssetCoverage(
+        asset_key=spec.key_str,
+        symbol=spec.symbol,
+        interval=spec.interval,
+        calendar=spec.calendar,
+        expected_sessions=len(expected),
+        covered_sessions=covered,
+        coverage_pct=round(100.0 * covered / len(expected), 2) if expected else 100.0,
+        first_session=present_in_window[0] if present_in_window else None,
+        last_session=present_in_window[-1] if present_in_window else None,
+        rows=rows_total,
+        segments=segments,
+        missing=missing,
+        partial=partial,
+    )
+
+
+def report(assets: Sequence[AssetCoverage], generated_at: datetime) -> dict[str, object]:
+    expected = sum(a.expected_sessions for a in assets)
+    covered = sum(a.covered_sessions for a in assets)
+    return {
+        "generated_at": generated_at.isoformat(),
+        "assets": [asdict(a) for a in assets],
+        "summary": {
+            "assets": len(assets),
+            "complete_assets": sum(1 for a in assets if a.covered_sessions == a.expected_sessions),
+            "expected_sessions": expected,
+            "covered_sessions": covered,
+            "coverage_pct": round(100.0 * covered / expected, 2) if expected else 100.0,
+            "missing_sessions": sum(len(a.missing) for a in assets),
+            "partial_sessions": sum(len(a.partial) for a in assets),
+            "rows": sum(a.rows for a in assets),
+        },
+    }
+
+
+_TABLE_COLUMNS = ("asset_key", "coverage_pct", "covered", "segments", "missing", "partial", "first", "last", "rows")
+
+
+def _row(a: AssetCoverage) -> list[str]:
+    return [
+        a.asset_key,
+        f"{a.coverage_pct:.2f}",
+        f"{a.covered_sessions}/{a.expected_sessions}",
+        str(len(a.segments)),
+        str(len(a.missing)),
+        str(len(a.partial)),
+        a.first_session or "-",
+        a.last_session or "-",
+        str(a.rows),
+    ]
+
+
+def to_table(assets: Sequence[AssetCoverage]) -> str:
+    rows = [list(_TABLE_COLUMNS), *(_row(a) for a in assets)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_TABLE_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def to_csv(assets: Sequence[AssetCoverage]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["asset_key", "symbol", "interval", "calendar", "expected_sessions", "covered_sessions",
+         "coverage_pct", "segments", "missing", "partial", "first_session", "last_session", "rows"]
+    )
+    for a in assets:
+        w.writerow(
+            [a.asset_key, a.symbol, a.interval, a.calendar, a.expected_sessions, a.covered_sessions,
+             a.coverage_pct, len(a.segments), " ".join(a.missing), " ".join(a.partial),
+             a.first_session or "", a.last_session or "", a.rows]
+        )
+    return buf.getvalue()

@@ -1,0 +1,237 @@
+"""The universe config: which symbols, on which calendar, at which intervals, from which vendors.
+
+Loaded from YAML (default ``marketcov.yaml`` in the working directory, overridable with
+``MARKETCOV_CONFIG``) and validated before anything starts: a bad field raises ``ConfigError``
+naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from marketcov_dagster.lib.calendars import calendar_names
+from marketcov_dagster.lib.intervals import INTERVALS, Interval
+from marketcov_dagster.lib.symbols import is_valid_symbol, symbol_to_key_part
+
+CONFIG_ENV = "MARKETCOV_CONFIG"
+DEFAULT_CONFIG_FILE = "marketcov.yaml"
+KNOWN_VENDORS = ("synthetic",)
+MAX_WINDOW_DAYS = {"1d": 365 * 30, "1m": 365 * 2}
+
+
+class ConfigError(ValueError):
+    """The universe config is invalid; the message names every offending field."""
+
+
+class IntervalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_days: int = Field(gt=0, description="How far back partitions reach, in calendar days.")
+    min_completeness: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share of the calendar's expected bars a partition needs to count as complete.",
+    )
+
+
+class AssetClassConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    calendar: str
+    vendors: list[str] = Field(min_length=1)
+    intervals: list[Interval] = Field(min_length=1)
+    symbols: list[str] = Field(min_length=1)
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: str) -> str:
+        if v not in calendar_names():
+            raise ValueError(f"unknown calendar {v!r} (exchange_calendars names, e.g. 'XNYS', '24/7')")
+        return v
+
+    @field_validator("vendors")
+    @classmethod
+    def _known_vendors(cls, v: list[str]) -> list[str]:
+        unknown = [x for x in v if x not in KNOWN_VENDORS]
+        if unknown:
+            raise ValueError(f"unknown vendor(s) {unknown}; known: {list(KNOWN_VENDORS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a vendor is listed twice")
+        return v
+
+    @field_validator("intervals")
+    @classmethod
+    def _unique_intervals(cls, v: list[Interval]) -> list[Interval]:
+        if len(set(v)) != len(v):
+            raise ValueError("an interval is listed twice")
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _valid_symbols(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not is_valid_symbol(s)]
+        if bad:
+            raise ValueError(
+                f"malformed symbol(s) {bad}: use upper-case letters, digits and . - / = ^ _"
+            )
+        return v
+
+
+class UniverseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intervals: dict[Interval, IntervalSettings]
+    asset_classes: dict[str, AssetClassConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UniverseConfig:
+        for name, ac in self.asset_classes.items():
+            for iv in ac.intervals:
+                if iv not in self.intervals:
+                    raise ValueError(
+                        f"asset_classes.{name}.intervals: {iv!r} has no settings under 'intervals'"
+                    )
+        for iv, st in self.intervals.items():
+            if st.window_days > MAX_WINDOW_DAYS[iv]:
+                raise ValueError(
+                    f"intervals.{iv}.window_days: {st.window_days} exceeds the maximum "
+                    f"{MAX_WINDOW_DAYS[iv]} for {iv} bars"
+                )
+        seen: dict[str, str] = {}
+        for name, ac in self.asset_classes.items():
+            for sym in ac.symbols:
+                if sym in seen:
+                    raise ValueError(
+                        f"asset_classes.{name}.symbols: duplicate symbol {sym!r} "
+                        f"(also in asset class {seen[sym]!r})"
+                    )
+                seen[sym] = name
+        return self
+
+
+@dataclass(frozen=True)
+class AssetSpecification:
+    """Everything needed to build and run one (symbol, interval) asset."""
+
+    symbol: str
+    interval: Interval
+    asset_class: str
+    calendar: str
+    vendors: tuple[str, ...]
+    window_days: int
+    min_completeness: float
+
+    @property
+    def key_path(self) -> tuple[str, str, str]:
+        return ("ohlcv", self.interval, symbol_to_key_part(self.symbol))
+
+    @property
+    def key_str(self) -> str:
+        return "/".join(self.key_path)
+
+    @property
+    def group(self) -> tuple[str, Interval]:
+        """Assets of one group share a partitions definition and run together."""
+        return (self.calendar, self.interval)
+
+
+@dataclass(frozen=True)
+class Universe:
+    config: UniverseConfig
+    source: str
+
+    @property
+    def specs(self) -> list[AssetSpecification]:
+        out = []
+        for name, ac in self.config.asset_classes.items():
+            for iv in ac.intervals:
+                st = self.config.intervals[iv]
+                for sym in ac.symbols:
+                    out.append(
+                        AssetSpecification(
+                            symbol=sym,
+                            interval=iv,
+                            asset_class=name,
+                            calendar=ac.calendar,
+                            vendors=tuple(ac.vendors),
+                            window_days=st.window_days,
+                            min_completeness=st.min_completeness,
+                        )
+                    )
+        return out
+
+    def select(
+        self,
+        symbols: list[str] | None = None,
+        intervals: list[str] | None = None,
+        asset_classes: list[str] | None = None,
+    ) -> list[AssetSpecification]:
+        """Specs matching every given filter; unknown filter values raise ``ConfigError``."""
+        specs = self.specs
+        for label, wanted, known in (
+            ("symbol", symbols, {s.symbol for s in specs}),
+            ("interval", intervals, {s.interval for s in specs}),
+            ("asset class", asset_classes, set(self.config.asset_classes)),
+        ):
+            if wanted:
+                unknown = sorted(set(wanted) - known)
+                if unknown:
+                    raise ConfigError(f"unknown {label}(s) {unknown}; the universe has {sorted(known)}")
+        return [
+            s
+            for s in specs
+            if (not symbols or s.symbol in symbols)
+            and (not intervals or s.interval in intervals)
+            and (not asset_classes or s.asset_class in asset_classes)
+        ]
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_universe(data: Any, source: str = "<dict>") -> Universe:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping, got {type(data).__name__}")
+    data = dict(data)
+    ivs = data.get("intervals")
+    if isinstance(ivs, dict):
+        unknown = [k for k in ivs if k not in INTERVALS]
+        if unknown:
+            raise ConfigError(
+                f"{source}: intervals: unknown interval(s) {unknown}; supported: {list(INTERVALS)}"
+            )
+    try:
+        cfg = UniverseConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_format_errors(e)}") from None
+    return Universe(cfg, source)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load_universe(path: str | Path | None = None) -> Universe:
+    p = Path(path) if path is not None else config_path()
+    if not p.is_file():
+        raise ConfigError(
+            f"universe config {str(p)!r} not found; set {CONFIG_ENV} or run from the project root"
+        )
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_universe(data, str(p))

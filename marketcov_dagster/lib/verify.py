@@ -1,0 +1,97 @@
+"""Per-partition verification against the warehouse, used by the Dagster asset checks.
+
+Each function re-reads the partition's bars from the warehouse, so damage done after the write
+(lost, duplicated or altered rows) is caught.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from marketcov_dagster.lib.bars import validate_bars
+from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.checksums import bars_checksum
+from marketcov_dagster.lib.ingest import expected_as_of
+from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.warehouse import Warehouse
+
+BARS_ARE_VALID = "bars_are_valid"
+BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
+CHECKSUM_MATCHES = "checksum_matches"
+CHECK_NAMES = (BARS_ARE_VALID, BAR_COUNT_MATCHES_CALENDAR, CHECKSUM_MATCHES)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def required_bars(expected: int, min_completeness: float) -> int:
+    return math.ceil(expected * min_completeness - 1e-9)
+
+
+def verify_partition(
+    *,
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    interval: Interval,
+    session: date,
+    min_completeness: float,
+    now: datetime | None = None,
+) -> list[CheckOutcome]:
+    """Run the three checks for one partition; returns one outcome per check, in CHECK_NAMES order."""
+    now = now or datetime.now(UTC)
+    b = calendar.bounds(session)
+    w0, w1 = calendar.day_window_ms(session)
+    df = warehouse.read_bars(symbol, interval, min(w0, b.open_ms), max(w1, b.close_ms))
+
+    report = validate_bars(df, [b], interval)
+    valid = CheckOutcome(
+        BARS_ARE_VALID,
+        report.ok,
+        report.summary(),
+        {"rows": len(df), "problems": [p.as_dict() for p in report.problems]},
+    )
+
+    expected = expected_as_of(b, interval, int(now.timestamp() * 1000))
+    full = b.expected_bars(interval)
+    need = required_bars(expected, min_completeness)
+    rows = len(df)
+    count_ok = need <= rows <= expected
+    count = CheckOutcome(
+        BAR_COUNT_MATCHES_CALENDAR,
+        count_ok,
+        f"{rows} bars; calendar expects {expected} so far ({full} for the full session), "
+        f"at least {need} required",
+        {
+            "rows": rows,
+            "expected_rows": expected,
+            "session_expected_rows": full,
+            "required_rows": need,
+            "min_completeness": min_completeness,
+        },
+    )
+
+    lineage = warehouse.latest_lineage(symbol, interval, session.isoformat())
+    actual = bars_checksum(df)
+    if lineage is None:
+        checksum = CheckOutcome(
+            CHECKSUM_MATCHES, False, "no lineage row: partition was never written", {"actual": actual}
+        )
+    else:
+        checksum = CheckOutcome(
+            CHECKSUM_MATCHES,
+            lineage.checksum == actual,
+            "warehouse bars match the checksum recorded at write time"
+            if lineage.checksum == actual
+            else f"warehouse bars hash to {actual[:12]}…, recorded {lineage.checksum[:12]}… "
+            f"({rows} rows now, {lineage.rows} written)",
+            {"recorded": lineage.checksum, "actual": actual, "rows_written": lineage.rows, "rows_now": rows},
+        )
+    return [valid, count, checksum]

@@ -1,0 +1,386 @@
+"""The bar warehouse on SQLAlchemy 2 Core: SQLite by default, PostgreSQL by URL, same code.
+
+Tables (schema version 1):
+
+* ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
+* ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
+  checksum, first/last bar, time, and the previous checksum when a rewrite changed the data).
+* ``remediation_log``: gaps, invalid bars, checksum mismatches and vendor errors.
+* ``schema_version``: the applied schema version; migrations run on start.
+
+Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
+one transaction, so reruns, overlapping backfills and retries can neither duplicate nor lose rows.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from marketcov_dagster.lib.bars import COLUMNS
+
+WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bars = sa.Table(
+    "bars",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("open", sa.Float(precision=53), nullable=False),
+    sa.Column("high", sa.Float(precision=53), nullable=False),
+    sa.Column("low", sa.Float(precision=53), nullable=False),
+    sa.Column("close", sa.Float(precision=53), nullable=False),
+    sa.Column("volume", sa.Float(precision=53), nullable=False),
+)
+
+partition_lineage = sa.Table(
+    "partition_lineage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("session", sa.String(10), nullable=False),
+    sa.Column("vendor", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("expected_rows", sa.Integer, nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("previous_checksum", sa.String(64)),
+    sa.Column("first_bar", sa.BigInteger),
+    sa.Column("last_bar", sa.BigInteger),
+    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_lineage_partition", "symbol", "interval", "session", "id"),
+)
+
+remediation_log = sa.Table(
+    "remediation_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("session", sa.String(10)),
+    sa.Column("vendor", sa.String(32)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_remediation_asset", "symbol", "interval", "session"),
+)
+
+
+def default_warehouse_url() -> str:
+    """``MARKETCOV_WAREHOUSE_URL`` if set, else a SQLite file under ``DAGSTER_HOME`` (or cwd)."""
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        return url
+    home = Path(os.environ.get("DAGSTER_HOME") or ".")
+    return f"sqlite:///{(home / 'marketcov_warehouse.sqlite').resolve()}"
+
+
+def redact_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """One partition's bars and facts, ready to be written."""
+
+    symbol: str
+    interval: str
+    session: date
+    window_start_ms: int
+    window_end_ms: int
+    bars: pd.DataFrame
+    vendor: str
+    expected_rows: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class LineageRow:
+    symbol: str
+    interval: str
+    session: str
+    vendor: str
+    run_id: str
+    rows: int
+    expected_rows: int
+    checksum: str
+    previous_checksum: str | None
+    first_bar: int | None
+    last_bar: int | None
+    written_at: datetime
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # take the write lock at BEGIN so two writers serialise instead of failing on upgrade
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Warehouse:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_warehouse_url()
+        u = sa.engine.make_url(self.url)
+        self.dialect = u.get_backend_name()
+        if self.dialect == "sqlite":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # let SQLAlchemy not emit its own BEGIN; we emit BEGIN IMMEDIATE
+            self.engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        elif self.dialect == "postgresql":
+            if u.drivername == "postgresql":
+                u = u.set(drivername="postgresql+psycopg2")
+            self.engine = sa.create_engine(u, pool_pre_ping=True)
+        else:
+            raise ValueError(
+                f"unsupported warehouse {redact_url(self.url)}: use sqlite:/// or postgresql://"
+            )
+        self.ensure_schema()
+
+    def __repr__(self) -> str:
+        return f"Warehouse({redact_url(self.url)})"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction; SQLite takes the write lock up front."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                _sqlite_begin(conn)
+                try:
+                    yield conn
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    # ---- schema -------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        with self.begin() as conn:
+            metadata.create_all(conn, tables=[schema_version])
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+            if current is not None and current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"warehouse schema is version {current}, newer than this code ({SCHEMA_VERSION})"
+                )
+            if current is None or current < 1:
+                metadata.create_all(conn, tables=[bars, partition_lineage, remediation_log])
+                conn.execute(
+                    schema_version.insert().values(version=1, applied_at=datetime.now(UTC))
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one())
+
+    # ---- writes -------------------------------------------------------------------------
+    def write_partitions(self, writes: Sequence[PartitionWrite], run_id: str) -> list[LineageRow]:
+        """Replace every partition's window with its bars and record lineage, atomically."""
+        if not writes:
+            return []
+        now = datetime.now(UTC)
+        out: list[LineageRow] = []
+        with self.begin() as conn:
+            keys = sorted({(w.symbol, w.interval) for w in writes})
+            if self.dialect == "postgresql":
+                for sym, iv in keys:
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{sym}|{iv}"}
+                    )
+            previous = self._latest_checksums(conn, writes)
+            for w in writes:
+                conn.execute(
+                    bars.delete().where(
+                        bars.c.symbol == w.symbol,
+                        bars.c.interval == w.interval,
+                        bars.c.ts >= w.window_start_ms,
+                        bars.c.ts < w.window_end_ms,
+                    )
+                )
+            frames = [w.bars.assign(symbol=w.symbol, interval=w.interval) for w in writes if len(w.bars)]
+            if frames:
+                self._insert_bars(conn, pd.concat(frames, ignore_index=True))
+            for w in writes:
+                prev = previous.get((w.symbol, w.interval, w.session.isoformat()))
+                ts = w.bars["ts"]
+                row = LineageRow(
+                    symbol=w.symbol,
+                    interval=w.interval,
+                    session=w.session.isoformat(),
+                    vendor=w.vendor,
+                    run_id=run_id,
+                    rows=len(w.bars),
+                    expected_rows=w.expected_rows,
+                    checksum=w.checksum,
+                    previous_checksum=prev if prev is not None and prev != w.checksum else None,
+                    first_bar=int(ts.min()) if len(ts) else None,
+                    last_bar=int(ts.max()) if len(ts) else None,
+                    written_at=now,
+                )
+                out.append(row)
+            conn.execute(partition_lineage.insert(), [r.__dict__ for r in out])
+        return out
+
+    def _latest_checksums(
+        self, conn: Connection, writes: Sequence[PartitionWrite]
+    ) -> dict[tuple[str, str, str], str]:
+        out: dict[tuple[str, str, str], str] = {}
+        for (sym, iv), group in pd.DataFrame(
+            [(w.symbol, w.interval, w.session.isoformat()) for w in writes],
+            columns=["symbol", "interval", "session"],
+        ).groupby(["symbol", "interval"]):
+            sessions = list(group["session"])
+            latest = (
+                sa.select(
+                    partition_lineage.c.session,
+                    partition_lineage.c.checksum,
+                    sa.func.row_number()
+                    .over(partition_by=partition_lineage.c.session, order_by=partition_lineage.c.id.desc())
+                    .label("rn"),
+                )
+                .where(
+                    partition_lineage.c.symbol == sym,
+                    partition_lineage.c.interval == iv,
+                    partition_lineage.c.session.in_(sessions),
+                )
+                .subquery()
+            )
+            for session, checksum in conn.execute(
+                sa.select(latest.c.session, latest.c.checksum).where(latest.c.rn == 1)
+            ):
+                out[(str(sym), str(iv), session)] = checksum
+        return out
+
+    def _insert_bars(self, conn: Connection, df: pd.DataFrame) -> None:
+        cols = ["symbol", "interval", *COLUMNS]
+        df = df[cols]
+        if self.dialect == "postgresql":
+            buf = io.StringIO()
+            # repr-precision floats round-trip float64 exactly through COPY's text format
+            df.to_csv(buf, index=False, header=False, float_format="%.17g")
+            buf.seek(0)
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.copy_expert(f"COPY bars ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)", buf)
+        else:
+            conn.execute(bars.insert(), df.to_dict("records"))
+
+    def log_remediation(
+        self,
+        entries: Sequence[dict[str, Any]],
+        conn: Connection | None = None,
+    ) -> None:
+        """Append remediation entries (symbol, interval, session, vendor, kind, detail, run_id)."""
+        if not entries:
+            return
+        now = datetime.now(UTC)
+        rows = [{"session": None, "vendor": None, "run_id": None, **e, "created_at": now} for e in entries]
+        if conn is not None:
+            conn.execute(remediation_log.insert(), rows)
+            return
+        with self.begin() as c:
+            c.execute(remediation_log.insert(), rows)
+
+    # ---- reads --------------------------------------------------------------------------
+    def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        q = (
+            sa.select(*(bars.c[c] for c in COLUMNS))
+            .where(
+                bars.c.symbol == symbol,
+                bars.c.interval == interval,
+                bars.c.ts >= start_ms,
+                bars.c.ts < end_ms,
+            )
+            .order_by(bars.c.ts)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        df = pd.DataFrame(rows, columns=list(COLUMNS))
+        df["ts"] = df["ts"].astype("int64")
+        for c in COLUMNS[1:]:
+            df[c] = df[c].astype("float64")
+        return df
+
+    def latest_lineage(self, symbol: str, interval: str, session: str) -> LineageRow | None:
+        q = (
+            sa.select(partition_lineage)
+            .where(
+                partition_lineage.c.symbol == symbol,
+                partition_lineage.c.interval == interval,
+                partition_lineage.c.session == session,
+            )
+            .order_by(partition_lineage.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(q).mappings().first()
+        if r is None:
+            return None
+        return LineageRow(**{k: v for k, v in r.items() if k != "id"})
+
+    def lineage(self, symbol: str | None = None, interval: str | None = None) -> pd.DataFrame:
+        q = sa.select(partition_lineage).order_by(partition_lineage.c.id)
+        if symbol:
+            q = q.where(partition_lineage.c.symbol == symbol)
+        if interval:
+            q = q.where(partition_lineage.c.interval == interval)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all())
+
+    def remediation(self, symbol: str | None = None) -> pd.DataFrame:
+        q = sa.select(remediation_log).order_by(remediation_log.c.id)
+        if symbol:
+            q = q.where(remediation_log.c.symbol == symbol)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all())
+
+    def count_bars(self, symbol: str | None = None, interval: str | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(bars)
+        if symbol:
+            q = q.where(bars.c.symbol == symbol)
+        if interval:
+            q = q.where(bars.c.interval == interval)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def execute(self, statement: str, params: dict[str, Any] | None = None) -> None:
+        """Run one raw statement in its own transaction (used by operators and tests)."""
+        with self.begin() as conn:
+            conn.execute(sa.text(statement), params or {})
