@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from marketcov_dagster.lib.calendars import get_calendar
-from marketcov_dagster.lib.coverage import window_start
+from marketcov_dagster.lib.windows import window_start
 
 WEEKENDS_CRON = "0 0 * * 6,0"
 

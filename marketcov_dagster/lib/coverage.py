@@ -11,27 +11,12 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.verify import required_bars
-
-
-def window_start(calendar: TradingCalendar, window_days: int, now: datetime) -> date:
-    """First session of a window reaching ``window_days`` calendar days back from ``now``."""
-    today = now.astimezone(calendar.tz).date()
-    lo = max(today - timedelta(days=window_days), calendar.first_session)
-    sessions = calendar.sessions(lo, today + timedelta(days=7))
-    return sessions[0] if sessions else lo
-
-
-def expected_sessions(calendar: TradingCalendar, window_days: int, now: datetime) -> list[date]:
-    """Sessions of the window that have closed by ``now``."""
-    last = calendar.last_closed_session(now)
-    if last is None:
-        return []
-    return calendar.sessions(window_start(calendar, window_days, now), last)
+from marketcov_dagster.lib.windows import expected_sessions
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""The ``marketcov`` command: backfill through Dagster and report coverage.
+
+Imports are lazy so ``marketcov --help`` and argument errors answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="marketcov", description="Complete, verified, fresh OHLCV bars.")
+    p.add_argument("--config", help="universe YAML (default: $MARKETCOV_CONFIG or ./marketcov.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def filters(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--symbols", type=_csv_list, help="comma-separated symbols")
+        sp.add_argument("--intervals", type=_csv_list, help="comma-separated intervals (1d,1m)")
+        sp.add_argument("--asset-class", type=_csv_list, dest="asset_classes", help="comma-separated asset classes")
+
+    b = sub.add_parser("backfill", help="materialize a session range through Dagster, then show coverage")
+    filters(b)
+    b.add_argument("--start", help="first session, YYYY-MM-DD (default: the latest 3 closed sessions)")
+    b.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
+
+    c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
+    filters(c)
+    c.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    return p
+
+
+def _ensure_dagster_home() -> None:
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    if Path("dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+        print(f"DAGSTER_HOME not set; using {Path.cwd()}", file=sys.stderr)
+        return
+    raise SystemExit("marketcov: set DAGSTER_HOME (the folder holding dagster.yaml) or run from the project root")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from marketcov_dagster.lib.universe import ConfigError, load_universe
+    from marketcov_dagster.lib.windows import BadRangeError, parse_day
+
+    try:
+        universe = load_universe(args.config)
+        specs = universe.select(args.symbols, args.intervals, args.asset_classes)
+        start = parse_day(args.start, "--start") if getattr(args, "start", None) else None
+        end = parse_day(args.end, "--end") if getattr(args, "end", None) else None
+    except (ConfigError, BadRangeError) as e:
+        print(f"marketcov: {e}", file=sys.stderr)
+        return 2
+    _ensure_dagster_home()
+
+    import dagster as dg
+
+    from marketcov_dagster.defs.history import coverage_for
+    from marketcov_dagster.lib import coverage as cov
+
+    with dg.DagsterInstance.get() as instance:
+        if args.command == "backfill":
+            from marketcov_dagster.defs.backfill import plan_backfill, run_backfill, utcnow
+            from marketcov_dagster.defs.build import build_definitions
+
+            now = utcnow()
+            try:
+                plans = plan_backfill(specs, start, end, now)
+            except BadRangeError as e:
+                print(f"marketcov: {e}", file=sys.stderr)
+                return 2
+            runs = run_backfill(build_definitions(universe, now), instance, plans)
+            for r in runs:
+                state = "ok" if r.success else f"FAILED: {r.error}"
+                print(
+                    f"{r.job_name}: {r.assets} asset(s) x {r.sessions} session(s) "
+                    f"{r.first_session}..{r.last_session} run {r.run_id[:8]} {state}"
+                )
+            print()
+            print(cov.to_table(coverage_for(instance, specs)))
+            return 0 if all(r.success for r in runs) else 1
+
+        assets = coverage_for(instance, specs)
+        if args.format == "json":
+            from marketcov_dagster.defs.backfill import utcnow
+
+            print(json.dumps(cov.report(assets, utcnow()), indent=2))
+        elif args.format == "csv":
+            sys.stdout.write(cov.to_csv(assets))
+        else:
+            print(cov.to_table(assets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

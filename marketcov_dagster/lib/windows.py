@@ -1,0 +1,67 @@
+"""Which sessions an asset's window holds, and which sessions a backfill request means."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from marketcov_dagster.lib.calendars import TradingCalendar
+
+DEFAULT_BACKFILL_SESSIONS = 3
+
+
+class BadRangeError(ValueError):
+    """A requested date range is malformed or holds no session of the asset's window."""
+
+
+def window_start(calendar: TradingCalendar, window_days: int, now: datetime) -> date:
+    """First session of a window reaching ``window_days`` calendar days back from ``now``."""
+    today = now.astimezone(calendar.tz).date()
+    lo = max(today - timedelta(days=window_days), calendar.first_session)
+    sessions = calendar.sessions(lo, today + timedelta(days=7))
+    return sessions[0] if sessions else lo
+
+
+def expected_sessions(calendar: TradingCalendar, window_days: int, now: datetime) -> list[date]:
+    """Sessions of the window that have closed by ``now``."""
+    last = calendar.last_closed_session(now)
+    if last is None:
+        return []
+    return calendar.sessions(window_start(calendar, window_days, now), last)
+
+
+def parse_day(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRangeError(f"{field}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def backfill_sessions(
+    calendar: TradingCalendar,
+    window_days: int,
+    now: datetime,
+    start: date | None = None,
+    end: date | None = None,
+    default_sessions: int = DEFAULT_BACKFILL_SESSIONS,
+) -> list[date]:
+    """Sessions to fetch: ``[start, end]`` clipped to the window and to sessions that have
+    opened, or the latest ``default_sessions`` closed sessions when no range is given."""
+    if start and end and start > end:
+        raise BadRangeError(f"start {start} is after end {end}")
+    first = window_start(calendar, window_days, now)
+    last_open = calendar.last_opened_session(now)
+    if last_open is None:
+        raise BadRangeError(f"{calendar.name} has no session before {now.isoformat()}")
+    if start is None and end is None:
+        closed = expected_sessions(calendar, window_days, now)
+        return closed[-default_sessions:]
+    lo = max(start or first, first)
+    hi = min(end or last_open, last_open)
+    sessions = calendar.sessions(lo, hi) if lo <= hi else []
+    if not sessions:
+        raise BadRangeError(
+            f"no {calendar.name} session between {start or first} and {end or last_open} inside the "
+            f"window {first} .. {last_open} (window starts {window_days} days back; future sessions "
+            "cannot be fetched)"
+        )
+    return sessions
