@@ -24,6 +24,10 @@ def group_job_name(calendar: str, interval: str) -> str:
     return f"ohlcv_{tag_value(calendar).lower()}_{interval}_job"
 
 
+def verify_job_name(calendar: str, interval: str) -> str:
+    return f"ohlcv_{tag_value(calendar).lower()}_{interval}_verify_job"
+
+
 def warehouse_resource() -> WarehouseResource:
     """The URL (it may hold a password) is passed only as an ``EnvVar``, never as a value."""
     import os
@@ -33,7 +37,9 @@ def warehouse_resource() -> WarehouseResource:
     return WarehouseResource()
 
 
-def build_definitions(universe: Universe, now: datetime | None = None) -> dg.Definitions:
+def build_definitions(
+    universe: Universe, now: datetime | None = None, warehouse: WarehouseResource | None = None
+) -> dg.Definitions:
     now = now or datetime.now(UTC)
     groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
     for spec in universe.specs:
@@ -57,9 +63,16 @@ def build_definitions(universe: Universe, now: datetime | None = None) -> dg.Def
                 description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
             )
         )
+        jobs.append(
+            dg.define_asset_job(
+                verify_job_name(calendar, interval),
+                selection=dg.AssetSelection.checks_for_assets(*group_assets),
+                description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
+            )
+        )
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
-        resources={"warehouse": warehouse_resource(), "vendors": VendorsResource()},
+        resources={"warehouse": warehouse or warehouse_resource(), "vendors": VendorsResource()},
     )

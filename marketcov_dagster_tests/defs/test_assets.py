@@ -1,0 +1,148 @@
+"""Assets, range runs and checks through a real Dagster instance and a real SQLite warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster._core.event_api import PartitionKeyFilter  # no public way to filter check history by partition
+
+from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
+from marketcov_dagster.defs.build import build_definitions
+from marketcov_dagster.defs.resources import WarehouseResource
+from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VALID, CHECKSUM_MATCHES, CHECK_NAMES
+from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster_tests.conftest import small_universe
+
+NOW = datetime(2024, 12, 6, 22, 0, tzinfo=UTC)
+# Thanksgiving week: 11-28 holiday, 11-29 early close (210 minutes)
+RANGE = ("2024-11-25", "2024-12-03")
+SESSIONS = ["2024-11-25", "2024-11-26", "2024-11-27", "2024-11-29", "2024-12-02", "2024-12-03"]
+AAPL_1M = dg.AssetKey(["ohlcv", "1m", "AAPL"])
+BRK_1D = dg.AssetKey(["ohlcv", "1d", "BRK_2E_B"])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[dg.Definitions, dg.DagsterInstance, Warehouse]]:
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    defs = build_definitions(small_universe(), now=NOW, warehouse=WarehouseResource(url=url))
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        yield defs, instance, Warehouse(url)
+
+
+def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, keys: list[dg.AssetKey],
+              start: str, end: str) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, asset_selection=keys, tags={RANGE_START_TAG: start, RANGE_END_TAG: end}
+    )
+
+
+def check_status(instance: dg.DagsterInstance, key: dg.AssetKey, check: str, partition: str) -> str:
+    hist = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, check), limit=1, partition_filter=PartitionKeyFilter(key=partition)
+    )
+    return hist[0].status.value if hist else "NONE"
+
+
+def test_code_location_shape() -> None:
+    defs = build_definitions(small_universe(), now=NOW)
+    keys = {a.key for a in defs.resolve_all_asset_specs()}
+    assert AAPL_1M in keys and BRK_1D in keys and dg.AssetKey(["ohlcv", "1m", "BTCUSDT"]) in keys
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key == BRK_1D)
+    assert spec.metadata["symbol"] == "BRK.B" and spec.group_name == "ohlcv_1d"
+    assert spec.tags["exchange"] == "XNYS" and spec.tags["asset_class"] == "us_equity"
+    names = {j.name for j in defs.jobs}  # type: ignore[union-attr]
+    assert names == {f"ohlcv_{c}_{i}_{k}job" for c in ("xnys", "24_7") for i in ("1d", "1m") for k in ("", "verify_")}
+    assets_def = defs.resolve_assets_def(AAPL_1M)
+    assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
+    assert {c.name for c in assets_def.check_specs} | {
+        k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AAPL_1M
+    } >= set(CHECK_NAMES)
+    pdef = assets_def.partitions_def
+    assert pdef is not None
+    with dg.partition_loading_context(effective_dt=NOW):
+        keys_ = pdef.get_partition_keys()
+    assert "2024-11-28" not in keys_ and "2024-11-30" not in keys_ and "2024-11-29" in keys_
+    assert keys_[-1] == "2024-12-06"  # today's session is a partition
+
+
+def test_range_run_records_per_partition_metadata_and_checks(env) -> None:  # type: ignore[no-untyped-def]
+    defs, instance, wh = env
+    result = run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], *RANGE)
+    assert result.success
+    recs = instance.fetch_materializations(AAPL_1M, limit=100).records
+    by_key = {r.partition_key: r.asset_materialization.metadata for r in recs}  # type: ignore[union-attr]
+    assert sorted(by_key) == SESSIONS
+    assert by_key["2024-11-29"]["rows"].value == 210 and by_key["2024-11-29"]["expected_rows"].value == 210
+    assert by_key["2024-11-27"]["rows"].value == 390
+    for k, md in by_key.items():
+        lineage = wh.latest_lineage("AAPL", "1m", k)
+        assert lineage is not None and md["checksum"].value == lineage.checksum
+        assert md["vendor"].value == "synthetic" and md["first_bar"].value.startswith(k)
+        assert set(md) >= {"rows", "expected_rows", "first_bar", "last_bar", "checksum", "vendor", "fetched_at"}
+    assert len({md["checksum"].value for md in by_key.values()}) == len(SESSIONS)
+    # one run, one vendor request per asset: every partition came from the same run
+    assert {r.run_id for r in recs} == {result.run_id}
+    for k in SESSIONS:
+        for check in CHECK_NAMES:
+            assert check_status(instance, AAPL_1M, check, k) == "SUCCEEDED", (k, check)
+
+
+def test_single_partition_run(env) -> None:  # type: ignore[no-untyped-def]
+    defs, instance, wh = env
+    result = defs.resolve_job_def("ohlcv_xnys_1d_job").execute_in_process(
+        instance=instance, asset_selection=[BRK_1D], partition_key="2024-11-29"
+    )
+    assert result.success
+    md = instance.get_latest_materialization_event(BRK_1D).asset_materialization.metadata  # type: ignore[union-attr]
+    assert md["rows"].value == 1
+    assert check_status(instance, BRK_1D, CHECKSUM_MATCHES, "2024-11-29") == "SUCCEEDED"
+    assert wh.count_bars("BRK.B", "1d") == 1
+
+
+def test_each_check_fails_on_injected_damage(env) -> None:  # type: ignore[no-untyped-def]
+    defs, instance, wh = env
+    assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], *RANGE).success
+    b = {s: wh.latest_lineage("AAPL", "1m", s) for s in SESSIONS}
+    # 11-25: alter one price -> checksum mismatch only
+    wh.execute("UPDATE bars SET close = close + 0.01 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
+               {"ts": b["2024-11-25"].first_bar})  # type: ignore[union-attr]
+    # 11-26: delete 30 bars -> count and checksum fail
+    wh.execute("DELETE FROM bars WHERE symbol='AAPL' AND interval='1m' AND ts >= :a AND ts < :b",
+               {"a": b["2024-11-26"].first_bar, "b": b["2024-11-26"].first_bar + 30 * 60_000})  # type: ignore[union-attr]
+    # 11-27: an inverted bar (high below low) -> validity and checksum fail
+    wh.execute("UPDATE bars SET high = low - 1 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
+               {"ts": b["2024-11-27"].last_bar})  # type: ignore[union-attr]
+    # 11-29: a stray extra bar off the minute grid -> validity, count and checksum fail
+    wh.execute("INSERT INTO bars SELECT symbol, interval, ts + 1, open, high, low, close, volume FROM bars "
+               "WHERE symbol='AAPL' AND interval='1m' AND ts = :ts", {"ts": b["2024-11-29"].first_bar})  # type: ignore[union-attr]
+    # an exact duplicate cannot exist at all: the primary key refuses it
+    with pytest.raises(sa.exc.IntegrityError):
+        wh.execute("INSERT INTO bars SELECT * FROM bars WHERE symbol='AAPL' AND ts = :ts",
+                   {"ts": b["2024-12-02"].first_bar})  # type: ignore[union-attr]
+
+    verify = run_range(defs, instance, "ohlcv_xnys_1m_verify_job", [], *RANGE)
+    assert verify.success  # failed checks do not fail the run; the sensor of issue 4 mails them
+    expected_failures = {
+        "2024-11-25": {CHECKSUM_MATCHES},
+        "2024-11-26": {CHECKSUM_MATCHES, BAR_COUNT_MATCHES_CALENDAR},
+        "2024-11-27": {CHECKSUM_MATCHES, BARS_ARE_VALID},
+        "2024-11-29": {CHECKSUM_MATCHES, BARS_ARE_VALID, BAR_COUNT_MATCHES_CALENDAR},
+        "2024-12-02": set(),
+        "2024-12-03": set(),
+    }
+    for k, failing in expected_failures.items():
+        for check in CHECK_NAMES:
+            want = "FAILED" if check in failing else "SUCCEEDED"
+            assert check_status(instance, AAPL_1M, check, k) == want, (k, check)
+
+    # rematerializing the damaged range heals it
+    assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], *RANGE).success
+    for k in SESSIONS:
+        assert check_status(instance, AAPL_1M, CHECKSUM_MATCHES, k) == "SUCCEEDED"
+    assert wh.count_bars("AAPL", "1m") == 5 * 390 + 210

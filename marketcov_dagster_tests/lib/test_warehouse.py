@@ -1,0 +1,129 @@
+"""Warehouse writes are idempotent and checksums survive the round trip, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+
+from marketcov_dagster.lib.bars import canonical, validate_bars
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.checksums import bars_checksum
+from marketcov_dagster.lib.ingest import SessionNotStartedError, ingest_sessions
+from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
+from marketcov_dagster.lib.warehouse import Warehouse
+
+XNYS = get_calendar("XNYS")
+WEEK = XNYS.sessions(date(2024, 3, 4), date(2024, 3, 15))  # spans the 2024-03-10 DST change
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def ingest(wh: Warehouse, sessions: list[date], run_id: str = "run", interval: str = "1m") -> dict[str, str]:
+    res = ingest_sessions(
+        symbol="AAPL", interval=interval, calendar=XNYS, sessions=sessions,  # type: ignore[arg-type]
+        vendors=[SyntheticVendor(lambda _s: XNYS)], warehouse=wh, run_id=run_id, now=NOW,
+    )
+    return {r.session.isoformat(): r.checksum for r in res}
+
+
+def test_same_range_twice_is_idempotent(warehouse: Warehouse) -> None:
+    first = ingest(warehouse, WEEK, "run-1")
+    rows = warehouse.count_bars("AAPL", "1m")
+    assert rows == 390 * len(WEEK)
+    second = ingest(warehouse, WEEK, "run-2")
+    assert second == first
+    assert warehouse.count_bars("AAPL", "1m") == rows
+    lineage = warehouse.lineage("AAPL", "1m")
+    assert len(lineage) == 2 * len(WEEK)
+    assert lineage["previous_checksum"].isna().all()  # unchanged data is not a revision
+
+
+def test_overlapping_ranges_neither_duplicate_nor_lose(warehouse: Warehouse) -> None:
+    ingest(warehouse, WEEK[:6])
+    ingest(warehouse, WEEK[3:])
+    assert warehouse.count_bars("AAPL", "1m") == 390 * len(WEEK)
+    single = ingest(warehouse, [WEEK[4]])
+    whole = ingest(warehouse, WEEK)
+    assert single[WEEK[4].isoformat()] == whole[WEEK[4].isoformat()]
+
+
+def test_checksum_matches_after_round_trip(warehouse: Warehouse) -> None:
+    sums = ingest(warehouse, WEEK)
+    for d in WEEK:
+        b = XNYS.bounds(d)
+        back = warehouse.read_bars("AAPL", "1m", b.open_ms, b.close_ms)
+        assert bars_checksum(back) == sums[d.isoformat()]
+
+
+def test_changed_vendor_data_is_recorded_as_revision(warehouse: Warehouse) -> None:
+    before = ingest(warehouse, WEEK[:1])
+    b = XNYS.bounds(WEEK[0])
+    warehouse.execute("UPDATE bars SET close = close WHERE symbol = 'AAPL'")  # no-op statement works
+    # the vendor now serves revised bars: emulate by writing altered bars through the same path
+    class Revised(SyntheticVendor):
+        def fetch_bars(self, *a, **k):  # type: ignore[no-untyped-def]
+            df = super().fetch_bars(*a, **k)
+            df.loc[0, "volume"] += 1
+            return df
+
+    res = ingest_sessions(symbol="AAPL", interval="1m", calendar=XNYS, sessions=WEEK[:1],
+                          vendors=[Revised(lambda _s: XNYS)], warehouse=warehouse, run_id="r2", now=NOW)
+    assert res[0].checksum != before[WEEK[0].isoformat()]
+    latest = warehouse.latest_lineage("AAPL", "1m", WEEK[0].isoformat())
+    assert latest is not None and latest.previous_checksum == before[WEEK[0].isoformat()]
+    assert warehouse.count_bars("AAPL", "1m") == XNYS.bounds(WEEK[0]).expected_bars("1m")
+    assert b.expected_bars("1m") == 390
+
+
+def test_future_session_is_refused_and_writes_nothing(sqlite_warehouse: Warehouse) -> None:
+    nxt = XNYS.sessions(date(2024, 6, 3), date(2024, 6, 3))
+    with pytest.raises(SessionNotStartedError, match="have not opened yet"):
+        ingest(sqlite_warehouse, nxt)
+    assert sqlite_warehouse.count_bars() == 0
+
+
+def test_invalid_bars_are_dropped_and_logged(sqlite_warehouse: Warehouse) -> None:
+    class Dirty(SyntheticVendor):
+        def fetch_bars(self, *a, **k):  # type: ignore[no-untyped-def]
+            df = super().fetch_bars(*a, **k)
+            df.loc[5, "high"] = df.loc[5, "low"] - 1  # OHLC inconsistent
+            df.loc[7, "volume"] = -3
+            return df
+
+    res = ingest_sessions(symbol="AAPL", interval="1m", calendar=XNYS, sessions=WEEK[:1],
+                          vendors=[Dirty(lambda _s: XNYS)], warehouse=sqlite_warehouse, run_id="r", now=NOW)
+    assert res[0].rows == 388 and res[0].invalid_dropped == 2
+    log = sqlite_warehouse.remediation("AAPL")
+    assert set(log["kind"]) == {"invalid_bars", "gap"}
+    assert "ohlc_inconsistent: 1" in log.loc[log["kind"] == "invalid_bars", "detail"].iloc[0]
+
+
+def test_validation_reports_each_problem() -> None:
+    b = XNYS.bounds(WEEK[0])
+    df = canonical(pd.DataFrame({
+        "ts": [b.open_ms, b.open_ms, b.open_ms + 60_000, b.close_ms, b.open_ms + 90_000],
+        "open": [1.0, 1.0, float("nan"), 1.0, 1.0], "high": [2.0, 2.0, 2.0, 2.0, 2.0],
+        "low": [0.5, 0.5, 0.5, 0.5, 0.5], "close": [1.5, 1.5, 1.5, 1.5, 1.5],
+        "volume": [1.0, 1.0, 1.0, 1.0, 1.0],
+    }))
+    r = validate_bars(df, [b], "1m")
+    kinds = {p.kind: p.count for p in r.problems}
+    assert kinds == {"nan": 1, "duplicate_ts": 2, "outside_session": 2}
+
+
+def test_schema_is_versioned_and_reopening_is_harmless(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    a = Warehouse(url)
+    b = Warehouse(url)
+    assert a.schema_version() == b.schema_version() == 1
+
+
+def test_checksum_canonical_form() -> None:
+    df = canonical(pd.DataFrame({"ts": [2, 1], "open": [1.0, -0.0], "high": [1.0, 0.0], "low": [1.0, 0.0],
+                                 "close": [1.0, 0.0], "volume": [0.0, 0.0]}))
+    flipped = df.iloc[::-1].reset_index(drop=True)
+    zero = df.copy()
+    zero.loc[zero["ts"] == 1, "open"] = 0.0
+    assert bars_checksum(df) == bars_checksum(flipped) == bars_checksum(zero)
+    assert len(bars_checksum(df)) == 64
