@@ -1,0 +1,106 @@
+"""The README's main job, end to end: ``marketcov backfill`` then ``marketcov coverage``, as
+separate processes against a real DAGSTER_HOME, with the warehouse on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def marketcov(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "marketcov_dagster.cli", *args],
+        env=env, capture_output=True, text=True, timeout=300, cwd=env["DAGSTER_HOME"],
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "marketcov.yaml").read_text())
+    cfg["asset_classes"]["us_equity"]["symbols"] = ["AAPL", "BRK.B"]
+    cfg["asset_classes"]["crypto"]["symbols"] = ["BTCUSDT"]
+    (tmp_path / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path
+
+
+def base_env(home: Path, warehouse_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
+    env.update(DAGSTER_HOME=str(home), MARKETCOV_CONFIG=str(home / "marketcov.yaml"))
+    if warehouse_url:
+        env["MARKETCOV_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_backfill_then_coverage(home: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    env = base_env(home, url)
+    xnys = get_calendar("XNYS")
+    last = xnys.last_closed_session(datetime.now(UTC))
+    assert last is not None
+    recent = xnys.sessions(last - timedelta(days=14), last)[-5:]
+
+    out = marketcov(["backfill", "--symbols", "AAPL,BRK.B", "--start", recent[0].isoformat(),
+                     "--end", recent[-1].isoformat()], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ohlcv_xnys_1d_job: 2 asset(s) x 5 session(s)" in out.stdout
+    assert "ohlcv/1m/BRK_2E_B" in out.stdout
+
+    # a second, overlapping backfill changes nothing in the warehouse
+    wh = Warehouse(url or f"sqlite:///{home / 'marketcov_warehouse.sqlite'}")
+    before = wh.count_bars()
+    assert before == 2 * 5 + 2 * sum(xnys.bounds(d).expected_bars("1m") for d in recent)
+    out = marketcov(["backfill", "--symbols", "AAPL", "--intervals", "1m", "--start", recent[2].isoformat(),
+                     "--end", recent[-1].isoformat()], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert wh.count_bars() == before
+
+    cov = marketcov(["coverage", "--format", "json", "--symbols", "AAPL,BRK.B"], env)
+    assert cov.returncode == 0, cov.stderr[-3000:]
+    doc = json.loads(cov.stdout)
+    by_key = {a["asset_key"]: a for a in doc["assets"]}
+    assert set(by_key) == {"ohlcv/1d/AAPL", "ohlcv/1m/AAPL", "ohlcv/1d/BRK_2E_B", "ohlcv/1m/BRK_2E_B"}
+    a = by_key["ohlcv/1m/AAPL"]
+    assert a["covered_sessions"] == 5 and a["partial"] == []
+    assert a["segments"][-1]["end"] == recent[-1].isoformat() and a["segments"][-1]["sessions"] == 5
+    assert a["rows"] == sum(xnys.bounds(d).expected_bars("1m") for d in recent)
+    assert by_key["ohlcv/1d/BRK_2E_B"]["symbol"] == "BRK.B"
+    assert doc["summary"]["assets"] == 4
+
+    csv_out = marketcov(["coverage", "--format", "csv", "--intervals", "1d"], env)
+    assert csv_out.returncode == 0 and csv_out.stdout.startswith("asset_key,symbol,interval")
+    wh.dispose()
+
+
+def test_bad_input_is_refused_and_changes_nothing(home: Path) -> None:
+    env = base_env(home, None)
+    cases = [
+        (["backfill", "--symbols", "NOPE"], "unknown symbol"),
+        (["backfill", "--start", "2024-13-01"], "--start: '2024-13-01' is not a date"),
+        (["backfill", "--start", "2024-06-10", "--end", "2024-06-01"], "is after end"),
+        (["backfill", "--intervals", "1m", "--start", "2001-01-01", "--end", "2001-02-01"], "session between 2001-01-01 and 2001-02-01"),
+        (["coverage", "--intervals", "5m"], "unknown interval"),
+    ]
+    for args, message in cases:
+        out = marketcov(args, env)
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+    assert not (home / "marketcov_warehouse.sqlite").exists()
+    assert not (home / "storage").exists()
+
+    (home / "marketcov.yaml").write_text("intervals: {1d: {window_days: -1}}\nasset_classes: {}\n")
+    out = marketcov(["coverage"], env)
+    assert out.returncode == 2 and "intervals.1d.window_days" in out.stderr
