@@ -19,7 +19,12 @@ def small_universe(**overrides: object) -> Universe:
     data: dict[str, object] = {
         "intervals": {"1d": {"window_days": 1095}, "1m": {"window_days": 3650 // 5, "min_completeness": 0.98}},
         "asset_classes": {
-            "us_equity": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1d", "1m"], "symbols": ["AAPL", "BRK.B"]},
+            "us_equity": {
+                "calendar": "XNYS",
+                "vendors": ["synthetic"],
+                "intervals": ["1d", "1m"],
+                "symbols": ["AAPL", "BRK.B"],
+            },
             "crypto": {"calendar": "24/7", "vendors": ["synthetic"], "intervals": ["1d", "1m"], "symbols": ["BTCUSDT"]},
         },
     }
@@ -34,7 +39,7 @@ def _postgres_reachable() -> str | None:
             c.execute(sa.text("SELECT 1"))
         eng.dispose()
         return None
-    except Exception as e:  # noqa: BLE001 - any failure means "no server here"
+    except Exception as e:
         return f"no PostgreSQL at 127.0.0.1:5432 ({type(e).__name__}); PostgreSQL tests skipped"
 
 

@@ -3,7 +3,6 @@
 No ``from __future__ import annotations`` here: Dagster inspects the context annotations.
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -71,7 +70,7 @@ def build_ohlcv_asset(
     )
     def _asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, vendors: VendorsResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult:  # type: ignore[type-arg]
         results = ingest_sessions(
             symbol=spec.symbol,
             interval=spec.interval,
@@ -93,9 +92,7 @@ def build_ohlcv_asset(
     ]
 
     @dg.multi_asset_check(specs=check_specs, name=f"{key.to_python_identifier()}_checks")
-    def _checks(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> Iterator[dg.AssetCheckResult]:
+    def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         keys = list(context.partition_keys)
         wh = warehouse.get()
         outcomes = {
@@ -119,8 +116,9 @@ def build_ohlcv_asset(
         # result explicitly, then yield one summary per check that fails if any partition failed.
         for k, per_check in outcomes.items():
             for o in per_check:
+                # log_event accepts check evaluations at runtime; its annotation lags behind
                 context.op_execution_context.log_event(
-                    dg.AssetCheckEvaluation(
+                    dg.AssetCheckEvaluation(  # type: ignore[arg-type]
                         asset_key=key,
                         check_name=o.name,
                         passed=o.passed,

@@ -14,7 +14,7 @@ from marketcov_dagster.lib.warehouse import Warehouse, default_warehouse_url
 _WAREHOUSES: dict[str, Warehouse] = {}
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The bar warehouse. ``url`` empty means ``MARKETCOV_WAREHOUSE_URL`` or the SQLite default."""
 
     url: str = ""
@@ -27,7 +27,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return _WAREHOUSES[url]
 
 
-class VendorsResource(dg.ConfigurableResource):
+class VendorsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Builds the vendor chain for an asset from the names in the universe config."""
 
     def chain(self, names: Sequence[str], calendar: TradingCalendar) -> list[Vendor]:

@@ -98,9 +98,7 @@ def session_mask(ts: np.ndarray, sessions: Sequence[SessionBounds], interval: In
     return inside
 
 
-def validate_bars(
-    df: pd.DataFrame, sessions: Sequence[SessionBounds], interval: Interval
-) -> ValidationReport:
+def validate_bars(df: pd.DataFrame, sessions: Sequence[SessionBounds], interval: Interval) -> ValidationReport:
     """Check a canonical frame: no NaN, OHLC consistent, volume >= 0, unique timestamps, every
     timestamp a bar open inside one of ``sessions``."""
     ts = df["ts"].to_numpy(dtype=np.int64)

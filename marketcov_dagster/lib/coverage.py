@@ -145,13 +145,38 @@ def to_csv(assets: Sequence[AssetCoverage]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
-        ["asset_key", "symbol", "interval", "calendar", "expected_sessions", "covered_sessions",
-         "coverage_pct", "segments", "missing", "partial", "first_session", "last_session", "rows"]
+        [
+            "asset_key",
+            "symbol",
+            "interval",
+            "calendar",
+            "expected_sessions",
+            "covered_sessions",
+            "coverage_pct",
+            "segments",
+            "missing",
+            "partial",
+            "first_session",
+            "last_session",
+            "rows",
+        ]
     )
     for a in assets:
         w.writerow(
-            [a.asset_key, a.symbol, a.interval, a.calendar, a.expected_sessions, a.covered_sessions,
-             a.coverage_pct, len(a.segments), " ".join(a.missing), " ".join(a.partial),
-             a.first_session or "", a.last_session or "", a.rows]
+            [
+                a.asset_key,
+                a.symbol,
+                a.interval,
+                a.calendar,
+                a.expected_sessions,
+                a.covered_sessions,
+                a.coverage_pct,
+                len(a.segments),
+                " ".join(a.missing),
+                " ".join(a.partial),
+                a.first_session or "",
+                a.last_session or "",
+                a.rows,
+            ]
         )
     return buf.getvalue()

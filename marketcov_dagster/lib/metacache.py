@@ -33,9 +33,7 @@ class MetadataCache:
         self._conn.close()
 
     def cursor(self, asset_key: str) -> int | None:
-        row = self._conn.execute(
-            "SELECT storage_id FROM cursors WHERE asset_key = ?", (asset_key,)
-        ).fetchone()
+        row = self._conn.execute("SELECT storage_id FROM cursors WHERE asset_key = ?", (asset_key,)).fetchone()
         return int(row[0]) if row else None
 
     def rows(self, asset_key: str) -> dict[str, int]:
@@ -46,9 +44,7 @@ class MetadataCache:
             )
         }
 
-    def update(
-        self, asset_key: str, entries: Iterable[tuple[str, int, int]], cursor: int | None
-    ) -> None:
+    def update(self, asset_key: str, entries: Iterable[tuple[str, int, int]], cursor: int | None) -> None:
         """Store ``(partition, storage_id, rows)`` entries; newer storage ids win."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:

@@ -78,9 +78,7 @@ class AssetClassConfig(BaseModel):
     def _valid_symbols(cls, v: list[str]) -> list[str]:
         bad = [s for s in v if not is_valid_symbol(s)]
         if bad:
-            raise ValueError(
-                f"malformed symbol(s) {bad}: use upper-case letters, digits and . - / = ^ _"
-            )
+            raise ValueError(f"malformed symbol(s) {bad}: use upper-case letters, digits and . - / = ^ _")
         return v
 
 
@@ -95,9 +93,7 @@ class UniverseConfig(BaseModel):
         for name, ac in self.asset_classes.items():
             for iv in ac.intervals:
                 if iv not in self.intervals:
-                    raise ValueError(
-                        f"asset_classes.{name}.intervals: {iv!r} has no settings under 'intervals'"
-                    )
+                    raise ValueError(f"asset_classes.{name}.intervals: {iv!r} has no settings under 'intervals'")
         for iv, st in self.intervals.items():
             if st.window_days > MAX_WINDOW_DAYS[iv]:
                 raise ValueError(
@@ -109,8 +105,7 @@ class UniverseConfig(BaseModel):
             for sym in ac.symbols:
                 if sym in seen:
                     raise ValueError(
-                        f"asset_classes.{name}.symbols: duplicate symbol {sym!r} "
-                        f"(also in asset class {seen[sym]!r})"
+                        f"asset_classes.{name}.symbols: duplicate symbol {sym!r} (also in asset class {seen[sym]!r})"
                     )
                 seen[sym] = name
         return self
@@ -210,9 +205,7 @@ def parse_universe(data: Any, source: str = "<dict>") -> Universe:
     if isinstance(ivs, dict):
         unknown = [k for k in ivs if k not in INTERVALS]
         if unknown:
-            raise ConfigError(
-                f"{source}: intervals: unknown interval(s) {unknown}; supported: {list(INTERVALS)}"
-            )
+            raise ConfigError(f"{source}: intervals: unknown interval(s) {unknown}; supported: {list(INTERVALS)}")
     try:
         cfg = UniverseConfig.model_validate(data)
     except ValidationError as e:
@@ -227,9 +220,7 @@ def config_path() -> Path:
 def load_universe(path: str | Path | None = None) -> Universe:
     p = Path(path) if path is not None else config_path()
     if not p.is_file():
-        raise ConfigError(
-            f"universe config {str(p)!r} not found; set {CONFIG_ENV} or run from the project root"
-        )
+        raise ConfigError(f"universe config {str(p)!r} not found; set {CONFIG_ENV} or run from the project root")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

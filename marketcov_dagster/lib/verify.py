@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from marketcov_dagster.lib.bars import validate_bars
 from marketcov_dagster.lib.calendars import TradingCalendar
@@ -28,7 +29,7 @@ class CheckOutcome:
     name: str
     passed: bool
     description: str
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def required_bars(expected: int, min_completeness: float) -> int:
@@ -67,8 +68,7 @@ def verify_partition(
     count = CheckOutcome(
         BAR_COUNT_MATCHES_CALENDAR,
         count_ok,
-        f"{rows} bars; calendar expects {expected} so far ({full} for the full session), "
-        f"at least {need} required",
+        f"{rows} bars; calendar expects {expected} so far ({full} for the full session), at least {need} required",
         {
             "rows": rows,
             "expected_rows": expected,

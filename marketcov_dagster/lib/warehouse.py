@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -163,9 +163,7 @@ class Warehouse:
                 u = u.set(drivername="postgresql+psycopg2")
             self.engine = sa.create_engine(u, pool_pre_ping=True)
         else:
-            raise ValueError(
-                f"unsupported warehouse {redact_url(self.url)}: use sqlite:/// or postgresql://"
-            )
+            raise ValueError(f"unsupported warehouse {redact_url(self.url)}: use sqlite:/// or postgresql://")
         self.ensure_schema()
 
     def __repr__(self) -> str:
@@ -196,14 +194,10 @@ class Warehouse:
             metadata.create_all(conn, tables=[schema_version])
             current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if current is not None and current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"warehouse schema is version {current}, newer than this code ({SCHEMA_VERSION})"
-                )
+                raise RuntimeError(f"warehouse schema is version {current}, newer than this code ({SCHEMA_VERSION})")
             if current is None or current < 1:
                 metadata.create_all(conn, tables=[bars, partition_lineage, remediation_log])
-                conn.execute(
-                    schema_version.insert().values(version=1, applied_at=datetime.now(UTC))
-                )
+                conn.execute(schema_version.insert().values(version=1, applied_at=datetime.now(UTC)))
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -220,9 +214,7 @@ class Warehouse:
             keys = sorted({(w.symbol, w.interval) for w in writes})
             if self.dialect == "postgresql":
                 for sym, iv in keys:
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{sym}|{iv}"}
-                    )
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{sym}|{iv}"})
             previous = self._latest_checksums(conn, writes)
             for w in writes:
                 conn.execute(
@@ -257,9 +249,7 @@ class Warehouse:
             conn.execute(partition_lineage.insert(), [r.__dict__ for r in out])
         return out
 
-    def _latest_checksums(
-        self, conn: Connection, writes: Sequence[PartitionWrite]
-    ) -> dict[tuple[str, str, str], str]:
+    def _latest_checksums(self, conn: Connection, writes: Sequence[PartitionWrite]) -> dict[tuple[str, str, str], str]:
         out: dict[tuple[str, str, str], str] = {}
         for (sym, iv), group in pd.DataFrame(
             [(w.symbol, w.interval, w.session.isoformat()) for w in writes],
@@ -295,12 +285,11 @@ class Warehouse:
             # repr-precision floats round-trip float64 exactly through COPY's text format
             df.to_csv(buf, index=False, header=False, float_format="%.17g")
             buf.seek(0)
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
+            raw: Any = conn.connection.dbapi_connection  # psycopg2 connection: COPY is driver API
             with raw.cursor() as cur:
                 cur.copy_expert(f"COPY bars ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)", buf)
         else:
-            conn.execute(bars.insert(), df.to_dict("records"))
+            conn.execute(bars.insert(), cast(list[dict[str, Any]], df.to_dict("records")))
 
     def log_remediation(
         self,

@@ -14,7 +14,7 @@ from dagster._core.event_api import PartitionKeyFilter  # no public way to filte
 from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.resources import WarehouseResource
-from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VALID, CHECKSUM_MATCHES, CHECK_NAMES
+from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VALID, CHECK_NAMES, CHECKSUM_MATCHES
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import small_universe
 
@@ -35,8 +35,9 @@ def env(tmp_path: Path) -> Iterator[tuple[dg.Definitions, dg.DagsterInstance, Wa
         yield defs, instance, Warehouse(url)
 
 
-def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, keys: list[dg.AssetKey],
-              start: str, end: str) -> dg.ExecuteInProcessResult:
+def run_range(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, keys: list[dg.AssetKey], start: str, end: str
+) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(job).execute_in_process(
         instance=instance, asset_selection=keys, tags={RANGE_START_TAG: start, RANGE_END_TAG: end}
     )
@@ -110,21 +111,31 @@ def test_each_check_fails_on_injected_damage(env) -> None:  # type: ignore[no-un
     assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], *RANGE).success
     b = {s: wh.latest_lineage("AAPL", "1m", s) for s in SESSIONS}
     # 11-25: alter one price -> checksum mismatch only
-    wh.execute("UPDATE bars SET close = close + 0.01 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
-               {"ts": b["2024-11-25"].first_bar})  # type: ignore[union-attr]
+    wh.execute(
+        "UPDATE bars SET close = close + 0.01 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
+        {"ts": b["2024-11-25"].first_bar},
+    )  # type: ignore[union-attr]
     # 11-26: delete 30 bars -> count and checksum fail
-    wh.execute("DELETE FROM bars WHERE symbol='AAPL' AND interval='1m' AND ts >= :a AND ts < :b",
-               {"a": b["2024-11-26"].first_bar, "b": b["2024-11-26"].first_bar + 30 * 60_000})  # type: ignore[union-attr]
+    wh.execute(
+        "DELETE FROM bars WHERE symbol='AAPL' AND interval='1m' AND ts >= :a AND ts < :b",
+        {"a": b["2024-11-26"].first_bar, "b": b["2024-11-26"].first_bar + 30 * 60_000},
+    )  # type: ignore[union-attr]
     # 11-27: an inverted bar (high below low) -> validity and checksum fail
-    wh.execute("UPDATE bars SET high = low - 1 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
-               {"ts": b["2024-11-27"].last_bar})  # type: ignore[union-attr]
+    wh.execute(
+        "UPDATE bars SET high = low - 1 WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
+        {"ts": b["2024-11-27"].last_bar},
+    )  # type: ignore[union-attr]
     # 11-29: a stray extra bar off the minute grid -> validity, count and checksum fail
-    wh.execute("INSERT INTO bars SELECT symbol, interval, ts + 1, open, high, low, close, volume FROM bars "
-               "WHERE symbol='AAPL' AND interval='1m' AND ts = :ts", {"ts": b["2024-11-29"].first_bar})  # type: ignore[union-attr]
+    wh.execute(
+        "INSERT INTO bars SELECT symbol, interval, ts + 1, open, high, low, close, volume FROM bars "
+        "WHERE symbol='AAPL' AND interval='1m' AND ts = :ts",
+        {"ts": b["2024-11-29"].first_bar},
+    )  # type: ignore[union-attr]
     # an exact duplicate cannot exist at all: the primary key refuses it
     with pytest.raises(sa.exc.IntegrityError):
-        wh.execute("INSERT INTO bars SELECT * FROM bars WHERE symbol='AAPL' AND ts = :ts",
-                   {"ts": b["2024-12-02"].first_bar})  # type: ignore[union-attr]
+        wh.execute(
+            "INSERT INTO bars SELECT * FROM bars WHERE symbol='AAPL' AND ts = :ts", {"ts": b["2024-12-02"].first_bar}
+        )  # type: ignore[union-attr]
 
     verify = run_range(defs, instance, "ohlcv_xnys_1m_verify_job", [], *RANGE)
     assert verify.success  # failed checks do not fail the run; the sensor of issue 4 mails them

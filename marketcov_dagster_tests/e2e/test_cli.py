@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def marketcov(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "marketcov_dagster.cli", *args],
-        env=env, capture_output=True, text=True, timeout=300, cwd=env["DAGSTER_HOME"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=env["DAGSTER_HOME"],
     )
 
 
@@ -53,8 +57,9 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     assert last is not None
     recent = xnys.sessions(last - timedelta(days=14), last)[-5:]
 
-    out = marketcov(["backfill", "--symbols", "AAPL,BRK.B", "--start", recent[0].isoformat(),
-                     "--end", recent[-1].isoformat()], env)
+    out = marketcov(
+        ["backfill", "--symbols", "AAPL,BRK.B", "--start", recent[0].isoformat(), "--end", recent[-1].isoformat()], env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ohlcv_xnys_1d_job: 2 asset(s) x 5 session(s)" in out.stdout
     assert "ohlcv/1m/BRK_2E_B" in out.stdout
@@ -63,8 +68,20 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     wh = Warehouse(url or f"sqlite:///{home / 'marketcov_warehouse.sqlite'}")
     before = wh.count_bars()
     assert before == 2 * 5 + 2 * sum(xnys.bounds(d).expected_bars("1m") for d in recent)
-    out = marketcov(["backfill", "--symbols", "AAPL", "--intervals", "1m", "--start", recent[2].isoformat(),
-                     "--end", recent[-1].isoformat()], env)
+    out = marketcov(
+        [
+            "backfill",
+            "--symbols",
+            "AAPL",
+            "--intervals",
+            "1m",
+            "--start",
+            recent[2].isoformat(),
+            "--end",
+            recent[-1].isoformat(),
+        ],
+        env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert wh.count_bars() == before
 
@@ -91,7 +108,10 @@ def test_bad_input_is_refused_and_changes_nothing(home: Path) -> None:
         (["backfill", "--symbols", "NOPE"], "unknown symbol"),
         (["backfill", "--start", "2024-13-01"], "--start: '2024-13-01' is not a date"),
         (["backfill", "--start", "2024-06-10", "--end", "2024-06-01"], "is after end"),
-        (["backfill", "--intervals", "1m", "--start", "2001-01-01", "--end", "2001-02-01"], "session between 2001-01-01 and 2001-02-01"),
+        (
+            ["backfill", "--intervals", "1m", "--start", "2001-01-01", "--end", "2001-02-01"],
+            "session between 2001-01-01 and 2001-02-01",
+        ),
         (["coverage", "--intervals", "5m"], "unknown interval"),
     ]
     for args, message in cases:

@@ -20,7 +20,11 @@ def utc(ms: int) -> pd.Timestamp:
 def test_holidays_and_weekends_are_not_sessions() -> None:
     # week of US Thanksgiving 2024: Thu 28 closed, Fri 29 early close
     assert XNYS.sessions(date(2024, 11, 25), date(2024, 12, 2)) == [
-        date(2024, 11, 25), date(2024, 11, 26), date(2024, 11, 27), date(2024, 11, 29), date(2024, 12, 2),
+        date(2024, 11, 25),
+        date(2024, 11, 26),
+        date(2024, 11, 27),
+        date(2024, 11, 29),
+        date(2024, 12, 2),
     ]
     assert not XNYS.is_session(date(2024, 7, 4))
     assert XNYS.non_session_weekdays(date(2024, 11, 25), date(2024, 11, 29)) == [date(2024, 11, 28)]
@@ -62,7 +66,9 @@ def test_synthetic_vendor_is_deterministic_and_range_independent() -> None:
     pd.testing.assert_frame_equal(tail, part)
     other = v.fetch_bars("AAPL", "1m", datetime(2024, 3, 11, tzinfo=UTC), datetime(2024, 3, 12, tzinfo=UTC))
     assert not other["close"].equals(part["close"])
-    assert ((part["low"] <= part[["open", "close"]].min(axis=1)) & (part["high"] >= part[["open", "close"]].max(axis=1))).all()
+    assert (
+        (part["low"] <= part[["open", "close"]].min(axis=1)) & (part["high"] >= part[["open", "close"]].max(axis=1))
+    ).all()
 
 
 def test_synthetic_vendor_returns_nothing_from_the_future() -> None:

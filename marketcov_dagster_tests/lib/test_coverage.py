@@ -60,8 +60,21 @@ def test_report_shapes() -> None:
     cov = asset_coverage(SPEC, XNYS, set(s[:4]), {k: 1 for k in s[:4]}, NOW)
     doc = report([cov], NOW)
     asset = doc["assets"][0]  # type: ignore[index]
-    assert set(asset) >= {"asset_key", "symbol", "interval", "calendar", "expected_sessions", "covered_sessions",
-                          "coverage_pct", "first_session", "last_session", "rows", "segments", "missing", "partial"}
+    assert set(asset) >= {
+        "asset_key",
+        "symbol",
+        "interval",
+        "calendar",
+        "expected_sessions",
+        "covered_sessions",
+        "coverage_pct",
+        "first_session",
+        "last_session",
+        "rows",
+        "segments",
+        "missing",
+        "partial",
+    }
     assert asset["segments"][0] == {"start": s[0], "end": s[3], "sessions": 4, "rows": 4}
     assert doc["summary"]["missing_sessions"] == 5  # type: ignore[index]
     assert "ohlcv/1d/AAPL" in to_table([cov]) and "44.44" in to_table([cov])

@@ -43,7 +43,5 @@ class Vendor(ABC):
     name: str
 
     @abstractmethod
-    def fetch_bars(
-        self, symbol: str, interval: Interval, start: datetime, end: datetime
-    ) -> pd.DataFrame:
+    def fetch_bars(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> pd.DataFrame:
         """Bars whose open time lies in ``[start, end)``, as a canonical frame."""

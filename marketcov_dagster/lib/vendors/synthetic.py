@@ -30,7 +30,8 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * _M1
         x = (x ^ (x >> np.uint64(27))) * _M2
-        return x ^ (x >> np.uint64(31))
+        out: np.ndarray = x ^ (x >> np.uint64(31))
+        return out
 
 
 def _unit(seed: np.uint64, ts: np.ndarray, salt: int) -> np.ndarray:
@@ -66,9 +67,7 @@ class SyntheticVendor(Vendor):
         )
         return base * (trend + wave)
 
-    def fetch_bars(
-        self, symbol: str, interval: Interval, start: datetime, end: datetime
-    ) -> pd.DataFrame:
+    def fetch_bars(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> pd.DataFrame:
         try:
             cal = self._calendar_for(symbol)
         except KeyError:
