@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,8 @@ def sqlite_warehouse(tmp_path: Path) -> Iterator[Warehouse]:
 def postgres_url() -> Iterator[str]:
     reason = _postgres_reachable()
     if reason:
+        if os.environ.get("MARKETCOV_REQUIRE_POSTGRES"):
+            pytest.fail(f"{reason}, but MARKETCOV_REQUIRE_POSTGRES is set (as in CI)")
         pytest.skip(reason)
     name = f"marketcov_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
