@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -30,8 +31,6 @@ def verify_job_name(calendar: str, interval: str) -> str:
 
 def warehouse_resource() -> WarehouseResource:
     """The URL (it may hold a password) is passed only as an ``EnvVar``, never as a value."""
-    import os
-
     if os.environ.get(WAREHOUSE_URL_ENV):
         return WarehouseResource(url=dg.EnvVar(WAREHOUSE_URL_ENV))
     return WarehouseResource()
