@@ -13,6 +13,7 @@ from dagster._core.event_api import PartitionKeyFilter  # no public way to filte
 
 from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.build import build_definitions
+from marketcov_dagster.defs.history import cache_for, coverage_for
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VALID, CHECK_NAMES, CHECKSUM_MATCHES
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -157,3 +158,30 @@ def test_each_check_fails_on_injected_damage(env) -> None:  # type: ignore[no-un
     for k in SESSIONS:
         assert check_status(instance, AAPL_1M, CHECKSUM_MATCHES, k) == "SUCCEEDED"
     assert wh.count_bars("AAPL", "1m") == 5 * 390 + 210
+
+
+def test_coverage_reads_history_incrementally(env) -> None:  # type: ignore[no-untyped-def]
+    defs, instance, _wh = env
+    spec = next(s for s in small_universe().specs if s.symbol == "AAPL" and s.interval == "1m")
+    assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], "2024-11-25", "2024-11-27").success
+    [cov] = coverage_for(instance, [spec], now=NOW)
+    assert cov.segments[-1].end == "2024-11-27" and cov.rows == 3 * 390
+    cache = cache_for(instance)
+    first_cursor = cache.cursor(AAPL_1M.to_user_string())
+    assert first_cursor is not None
+    assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], "2024-11-29", "2024-12-02").success
+    [cov] = coverage_for(instance, [spec], now=NOW)
+    # the holiday 11-28 does not break the run; the early close counts as complete with 210 rows
+    assert cov.segments[-1].start == "2024-11-25" and cov.segments[-1].end == "2024-12-02"
+    assert cov.rows == 4 * 390 + 210 and cov.partial == []
+    second_cursor = cache.cursor(AAPL_1M.to_user_string())
+    assert second_cursor is not None and second_cursor > first_cursor
+    # only the new events were read: the cached rows of the first run are untouched
+    assert set(cache.rows(AAPL_1M.to_user_string())) == {
+        "2024-11-25",
+        "2024-11-26",
+        "2024-11-27",
+        "2024-11-29",
+        "2024-12-02",
+    }
+    cache.close()
