@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -70,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with dg.DagsterInstance.get() as instance:
         if args.command == "backfill":
-            from marketcov_dagster.defs.backfill import plan_backfill, run_backfill, utcnow
+            from marketcov_dagster.defs.backfill import plan_backfill, run_backfill
             from marketcov_dagster.defs.build import build_definitions
 
-            now = utcnow()
+            now = datetime.now(UTC)
             try:
                 plans = plan_backfill(specs, start, end, now)
             except BadRangeError as e:
@@ -92,9 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         assets = coverage_for(instance, specs)
         if args.format == "json":
-            from marketcov_dagster.defs.backfill import utcnow
-
-            print(json.dumps(cov.report(assets, utcnow()), indent=2))
+            print(json.dumps(cov.report(assets, datetime.now(UTC)), indent=2))
         elif args.format == "csv":
             sys.stdout.write(cov.to_csv(assets))
         else:

@@ -18,7 +18,7 @@ PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 def small_universe(**overrides: object) -> Universe:
     data: dict[str, object] = {
-        "intervals": {"1d": {"window_days": 1095}, "1m": {"window_days": 3650 // 5, "min_completeness": 0.98}},
+        "intervals": {"1d": {"window_days": 1095}, "1m": {"window_days": 730, "min_completeness": 0.98}},
         "asset_classes": {
             "us_equity": {
                 "calendar": "XNYS",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import dagster as dg
 
@@ -97,7 +97,3 @@ def run_backfill(
             )
         )
     return out
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
@@ -23,17 +23,9 @@ def sessions_partitions(calendar_name: str, window_days: int, now: datetime) -> 
     start = window_start(cal, window_days, now)
     if cal.always_open:
         return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
-    exclusions: list[str | datetime] = []
-    if cal.trades_on_weekends():
-        days = []
-        d = start
-        while d <= cal.last_session:
-            if not cal.is_session(d):
-                days.append(d)
-            d += timedelta(days=1)
-    else:
-        exclusions.append(WEEKENDS_CRON)
-        days = cal.non_session_weekdays(start, cal.last_session)
+    weekends_closed = not cal.trades_on_weekends()
+    exclusions: list[str | datetime] = [WEEKENDS_CRON] if weekends_closed else []
+    days = cal.non_sessions(start, cal.last_session, weekdays_only=weekends_closed)
     exclusions.extend(datetime(d.year, d.month, d.day, tzinfo=cal.tz) for d in days)
     return dg.DailyPartitionsDefinition(
         start_date=start.isoformat(),

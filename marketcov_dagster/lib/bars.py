@@ -7,6 +7,7 @@ vectorised; it reports counts and a few offending timestamps per problem.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,11 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     except (ValueError, TypeError) as e:
         raise BadBarsError(f"bars are not numeric: {e}") from None
     return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def required_bars(expected: int, min_completeness: float) -> int:
+    """Fewest bars a session needs to count as complete."""
+    return math.ceil(expected * min_completeness - 1e-9)
 
 
 def ts_iso(ms: int) -> str:

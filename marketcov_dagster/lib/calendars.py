@@ -116,14 +116,12 @@ class TradingCalendar:
             bend = _ms(pd.Timestamp(self._break_end.iloc[i]))
         return SessionBounds(day, int(self._open[i]), int(self._close[i]), bstart, bend)
 
-    def non_session_weekdays(self, start: date, end: date) -> list[date]:
-        """Mon-Fri dates in ``[start, end]`` that are not sessions (holidays)."""
-        if self.always_open:
-            return []
+    def non_sessions(self, start: date, end: date, weekdays_only: bool = False) -> list[date]:
+        """Dates in ``[start, end]`` that are not sessions; only Mon-Fri ones if ``weekdays_only``."""
         out = []
         d = start
         while d <= end:
-            if d.weekday() < 5 and d not in self._index:
+            if d not in self._index and not (weekdays_only and d.weekday() >= 5):
                 out.append(d)
             d += timedelta(days=1)
         return out
@@ -147,6 +145,13 @@ class TradingCalendar:
         end = start + timedelta(days=1)
         end = datetime(end.year, end.month, end.day, tzinfo=self.tz)
         return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+    def partition_window_ms(self, day: date) -> tuple[int, int]:
+        """The warehouse window a session's partition owns: its calendar day, widened to the
+        session bounds should a session ever cross midnight in exchange time."""
+        b = self.bounds(day)
+        w0, w1 = self.day_window_ms(day)
+        return min(w0, b.open_ms), max(w1, b.close_ms)
 
 
 @lru_cache(maxsize=64)

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from marketcov_dagster.lib.bars import required_bars
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.universe import AssetSpecification
-from marketcov_dagster.lib.verify import required_bars
 from marketcov_dagster.lib.windows import expected_sessions
 
 

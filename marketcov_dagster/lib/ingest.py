@@ -30,7 +30,6 @@ class PartitionResult:
     session: date
     rows: int
     expected_rows: int
-    expected_rows_full: int
     first_bar: str | None
     last_bar: str | None
     checksum: str
@@ -151,14 +150,14 @@ def ingest_sessions(
                 }
             )
         checksum = bars_checksum(part)
-        w0, w1 = calendar.day_window_ms(b.session)
+        window_start_ms, window_end_ms = calendar.partition_window_ms(b.session)
         writes.append(
             PartitionWrite(
                 symbol=symbol,
                 interval=interval,
                 session=b.session,
-                window_start_ms=min(w0, b.open_ms),
-                window_end_ms=max(w1, b.close_ms),
+                window_start_ms=window_start_ms,
+                window_end_ms=window_end_ms,
                 bars=part,
                 vendor=served_by,
                 expected_rows=expected_now,
@@ -170,7 +169,6 @@ def ingest_sessions(
                 session=b.session,
                 rows=len(part),
                 expected_rows=expected_now,
-                expected_rows_full=b.expected_bars(interval),
                 first_bar=ts_iso(int(part["ts"].iloc[0])) if len(part) else None,
                 last_bar=ts_iso(int(part["ts"].iloc[-1])) if len(part) else None,
                 checksum=checksum,
@@ -180,6 +178,5 @@ def ingest_sessions(
                 invalid_dropped=dropped,
             )
         )
-    warehouse.write_partitions(writes, run_id)
-    warehouse.log_remediation(remediation)
+    warehouse.write_partitions(writes, run_id, remediation)
     return results

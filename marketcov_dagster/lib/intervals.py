@@ -7,7 +7,3 @@ from typing import Literal
 Interval = Literal["1d", "1m"]
 INTERVALS: tuple[Interval, ...] = ("1d", "1m")
 MINUTE_MS = 60_000
-
-
-def is_interval(value: str) -> bool:
-    return value in INTERVALS

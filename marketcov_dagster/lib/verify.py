@@ -6,12 +6,11 @@ Each function re-reads the partition's bars from the warehouse, so damage done a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from marketcov_dagster.lib.bars import validate_bars
+from marketcov_dagster.lib.bars import required_bars, validate_bars
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import expected_as_of
@@ -32,10 +31,6 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def required_bars(expected: int, min_completeness: float) -> int:
-    return math.ceil(expected * min_completeness - 1e-9)
-
-
 def verify_partition(
     *,
     warehouse: Warehouse,
@@ -49,8 +44,7 @@ def verify_partition(
     """Run the three checks for one partition; returns one outcome per check, in CHECK_NAMES order."""
     now = now or datetime.now(UTC)
     b = calendar.bounds(session)
-    w0, w1 = calendar.day_window_ms(session)
-    df = warehouse.read_bars(symbol, interval, min(w0, b.open_ms), max(w1, b.close_ms))
+    df = warehouse.read_bars(symbol, interval, *calendar.partition_window_ms(session))
 
     report = validate_bars(df, [b], interval)
     valid = CheckOutcome(

@@ -204,8 +204,14 @@ class Warehouse:
             return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one())
 
     # ---- writes -------------------------------------------------------------------------
-    def write_partitions(self, writes: Sequence[PartitionWrite], run_id: str) -> list[LineageRow]:
-        """Replace every partition's window with its bars and record lineage, atomically."""
+    def write_partitions(
+        self,
+        writes: Sequence[PartitionWrite],
+        run_id: str,
+        remediation: Sequence[dict[str, Any]] = (),
+    ) -> list[LineageRow]:
+        """Replace every partition's window with its bars and record lineage and the batch's
+        remediation entries, atomically."""
         if not writes:
             return []
         now = datetime.now(UTC)
@@ -247,15 +253,15 @@ class Warehouse:
                 )
                 out.append(row)
             conn.execute(partition_lineage.insert(), [r.__dict__ for r in out])
+            self.log_remediation(remediation, conn)
         return out
 
     def _latest_checksums(self, conn: Connection, writes: Sequence[PartitionWrite]) -> dict[tuple[str, str, str], str]:
+        sessions_by_asset: dict[tuple[str, str], list[str]] = {}
+        for w in writes:
+            sessions_by_asset.setdefault((w.symbol, w.interval), []).append(w.session.isoformat())
         out: dict[tuple[str, str, str], str] = {}
-        for (sym, iv), group in pd.DataFrame(
-            [(w.symbol, w.interval, w.session.isoformat()) for w in writes],
-            columns=["symbol", "interval", "session"],
-        ).groupby(["symbol", "interval"]):
-            sessions = list(group["session"])
+        for (sym, iv), sessions in sessions_by_asset.items():
             latest = (
                 sa.select(
                     partition_lineage.c.session,
@@ -274,7 +280,7 @@ class Warehouse:
             for session, checksum in conn.execute(
                 sa.select(latest.c.session, latest.c.checksum).where(latest.c.rn == 1)
             ):
-                out[(str(sym), str(iv), session)] = checksum
+                out[(sym, iv, session)] = checksum
         return out
 
     def _insert_bars(self, conn: Connection, df: pd.DataFrame) -> None:

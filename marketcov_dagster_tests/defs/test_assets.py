@@ -62,9 +62,8 @@ def test_code_location_shape() -> None:
     assert names == {f"ohlcv_{c}_{i}_{k}job" for c in ("xnys", "24_7") for i in ("1d", "1m") for k in ("", "verify_")}
     assets_def = defs.resolve_assets_def(AAPL_1M)
     assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
-    assert {c.name for c in assets_def.check_specs} | {
-        k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AAPL_1M
-    } >= set(CHECK_NAMES)
+    check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AAPL_1M}
+    assert check_names == set(CHECK_NAMES)
     pdef = assets_def.partitions_def
     assert pdef is not None
     with dg.partition_loading_context(effective_dt=NOW):

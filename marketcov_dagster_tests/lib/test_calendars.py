@@ -27,7 +27,12 @@ def test_holidays_and_weekends_are_not_sessions() -> None:
         date(2024, 12, 2),
     ]
     assert not XNYS.is_session(date(2024, 7, 4))
-    assert XNYS.non_session_weekdays(date(2024, 11, 25), date(2024, 11, 29)) == [date(2024, 11, 28)]
+    assert XNYS.non_sessions(date(2024, 11, 25), date(2024, 11, 30), weekdays_only=True) == [date(2024, 11, 28)]
+    assert XNYS.non_sessions(date(2024, 11, 28), date(2024, 12, 1)) == [
+        date(2024, 11, 28),
+        date(2024, 11, 30),
+        date(2024, 12, 1),
+    ]
 
 
 def test_early_close_has_210_minutes() -> None:

@@ -10,7 +10,7 @@ import pytest
 from marketcov_dagster.lib.bars import canonical, validate_bars
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
-from marketcov_dagster.lib.ingest import SessionNotStartedError, ingest_sessions
+from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, ingest_sessions
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -19,18 +19,23 @@ WEEK = XNYS.sessions(date(2024, 3, 4), date(2024, 3, 15))  # spans the 2024-03-1
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 
 
-def ingest(wh: Warehouse, sessions: list[date], run_id: str = "run") -> dict[str, str]:
-    res = ingest_sessions(
+def ingest_results(
+    wh: Warehouse, sessions: list[date], run_id: str = "run", vendor: SyntheticVendor | None = None
+) -> list[PartitionResult]:
+    return ingest_sessions(
         symbol="AAPL",
         interval="1m",
         calendar=XNYS,
-        sessions=sessions,  # type: ignore[arg-type]
-        vendors=[SyntheticVendor(lambda _s: XNYS)],
+        sessions=sessions,
+        vendors=[vendor or SyntheticVendor(lambda _s: XNYS)],
         warehouse=wh,
         run_id=run_id,
         now=NOW,
     )
-    return {r.session.isoformat(): r.checksum for r in res}
+
+
+def ingest(wh: Warehouse, sessions: list[date], run_id: str = "run") -> dict[str, str]:
+    return {r.session.isoformat(): r.checksum for r in ingest_results(wh, sessions, run_id)}
 
 
 def test_same_range_twice_is_idempotent(warehouse: Warehouse) -> None:
@@ -72,16 +77,7 @@ def test_changed_vendor_data_is_recorded_as_revision(warehouse: Warehouse) -> No
             df.loc[0, "volume"] += 1
             return df
 
-    res = ingest_sessions(
-        symbol="AAPL",
-        interval="1m",
-        calendar=XNYS,
-        sessions=WEEK[:1],
-        vendors=[Revised(lambda _s: XNYS)],
-        warehouse=warehouse,
-        run_id="r2",
-        now=NOW,
-    )
+    res = ingest_results(warehouse, WEEK[:1], "r2", Revised(lambda _s: XNYS))
     assert res[0].checksum != before[WEEK[0].isoformat()]
     latest = warehouse.latest_lineage("AAPL", "1m", WEEK[0].isoformat())
     assert latest is not None and latest.previous_checksum == before[WEEK[0].isoformat()]
@@ -103,16 +99,7 @@ def test_invalid_bars_are_dropped_and_logged(sqlite_warehouse: Warehouse) -> Non
             df.loc[7, "volume"] = -3
             return df
 
-    res = ingest_sessions(
-        symbol="AAPL",
-        interval="1m",
-        calendar=XNYS,
-        sessions=WEEK[:1],
-        vendors=[Dirty(lambda _s: XNYS)],
-        warehouse=sqlite_warehouse,
-        run_id="r",
-        now=NOW,
-    )
+    res = ingest_results(sqlite_warehouse, WEEK[:1], "r", Dirty(lambda _s: XNYS))
     assert res[0].rows == 388 and res[0].invalid_dropped == 2
     log = sqlite_warehouse.remediation("AAPL")
     assert set(log["kind"]) == {"invalid_bars", "gap"}
