@@ -3,7 +3,7 @@
 No ``from __future__ import annotations`` here: Dagster inspects the context annotations.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 
 import dagster as dg
@@ -11,7 +11,7 @@ import dagster as dg
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.ingest import ingest_sessions
-from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.universe import AssetSpecification, VendorSettings
 from marketcov_dagster.lib.verify import (
     BAR_COUNT_MATCHES_CALENDAR,
     BARS_ARE_VALID,
@@ -38,7 +38,9 @@ def _sessions(keys: list[str]) -> list[date]:
 
 
 def build_ohlcv_asset(
-    spec: AssetSpecification, partitions_def: dg.PartitionsDefinition
+    spec: AssetSpecification,
+    partitions_def: dg.PartitionsDefinition,
+    vendor_settings: Mapping[str, VendorSettings],
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     key = dg.AssetKey(list(spec.key_path))
     cal = get_calendar(spec.calendar)
@@ -48,7 +50,7 @@ def build_ohlcv_asset(
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=f"ohlcv_{spec.interval}",
-        pool=f"vendor_{spec.vendors[0]}",
+        pool=spec.pool,
         description=(
             f"{spec.interval} OHLCV bars of {spec.symbol} ({spec.asset_class}, {spec.calendar}); "
             f"one partition per session, fetched from {' -> '.join(spec.vendors)}."
@@ -56,7 +58,7 @@ def build_ohlcv_asset(
         tags={
             "asset_class": tag_value(spec.asset_class),
             "exchange": tag_value(spec.calendar),
-            "vendor_pool": tag_value(spec.vendors[0]),
+            "vendor_pool": tag_value(spec.pool),
             "interval": spec.interval,
         },
         metadata={
@@ -71,19 +73,27 @@ def build_ohlcv_asset(
     def _asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, vendors: VendorsResource
     ) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        wh = warehouse.get()
         results = ingest_sessions(
             symbol=spec.symbol,
             interval=spec.interval,
             calendar=cal,
             sessions=_sessions(list(context.partition_keys)),
-            vendors=vendors.chain(spec.vendors, cal),
-            warehouse=warehouse.get(),
+            vendors=vendors.chain(spec.vendors, cal, vendor_settings, wh),
+            warehouse=wh,
             run_id=context.run.run_id,
+            min_completeness=spec.min_completeness,
+            log=context.log.warning,
         )
         for r in results:
             context.add_asset_metadata(r.metadata(), partition_key=r.session.isoformat())
         rows = sum(r.rows for r in results)
-        context.log.info(f"{spec.symbol} {spec.interval}: wrote {len(results)} partition(s), {rows} bars")
+        served = sorted({r.vendor for r in results})
+        gaps = [r.session.isoformat() for r in results if r.gap]
+        context.log.info(
+            f"{spec.symbol} {spec.interval}: {len(results)} partition(s), {rows} bars, served by {', '.join(served)}"
+            + (f"; gaps in {gaps}" if gaps else "")
+        )
         return dg.MaterializeResult()
 
     check_specs = [

@@ -6,6 +6,7 @@ import os
 import warnings
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -13,6 +14,12 @@ from marketcov_dagster.defs.assets import build_ohlcv_asset, tag_value
 from marketcov_dagster.defs.partitions import sessions_partitions
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
+from marketcov_dagster.lib.vendors.registry import (
+    ALPACA_KEY_ID_ENV,
+    ALPACA_SECRET_KEY_ENV,
+    BASE_URL_ENVS,
+    POLYGON_API_KEY_ENV,
+)
 from marketcov_dagster.lib.warehouse import WAREHOUSE_URL_ENV
 
 # partitioned asset checks are "preview" in Dagster 1.13 and backfill policies "beta"; we rely on
@@ -36,6 +43,20 @@ def warehouse_resource() -> WarehouseResource:
     return WarehouseResource()
 
 
+def vendors_resource() -> VendorsResource:
+    """Keys reach the resource only as ``EnvVar``s, so Dagster never stores or shows their values."""
+    fields: dict[str, Any] = {}
+    for field_name, env in (
+        ("alpaca_key_id", ALPACA_KEY_ID_ENV),
+        ("alpaca_secret_key", ALPACA_SECRET_KEY_ENV),
+        ("polygon_api_key", POLYGON_API_KEY_ENV),
+        *((f"{name}_base_url", env) for name, env in BASE_URL_ENVS.items()),
+    ):
+        if os.environ.get(env):
+            fields[field_name] = dg.EnvVar(env)
+    return VendorsResource(**fields)
+
+
 def build_definitions(
     universe: Universe, now: datetime | None = None, warehouse: WarehouseResource | None = None
 ) -> dg.Definitions:
@@ -51,7 +72,7 @@ def build_definitions(
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
         group_assets = []
         for spec in specs:
-            asset, check = build_ohlcv_asset(spec, pdef)
+            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors)
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)
@@ -73,5 +94,5 @@ def build_definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
-        resources={"warehouse": warehouse or warehouse_resource(), "vendors": VendorsResource()},
+        resources={"warehouse": warehouse or warehouse_resource(), "vendors": vendors_resource()},
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
 from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.universe import VendorSettings
 from marketcov_dagster.lib.vendors.base import Vendor
-from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
+from marketcov_dagster.lib.vendors.registry import Credentials, make_chain
 from marketcov_dagster.lib.warehouse import Warehouse, default_warehouse_url
 
 _WAREHOUSES: dict[str, Warehouse] = {}
@@ -28,13 +29,31 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class VendorsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Builds the vendor chain for an asset from the names in the universe config."""
+    """Vendor keys and endpoints. Keys are given only as ``dg.EnvVar`` (see ``build``); an empty
+    key means the vendor is not configured, and it then fails without being called."""
 
-    def chain(self, names: Sequence[str], calendar: TradingCalendar) -> list[Vendor]:
-        vendors: list[Vendor] = []
-        for name in names:
-            if name == "synthetic":
-                vendors.append(SyntheticVendor(lambda _symbol: calendar))
-            else:
-                raise ValueError(f"unknown vendor {name!r}")
-        return vendors
+    alpaca_key_id: str = ""
+    alpaca_secret_key: str = ""
+    polygon_api_key: str = ""
+    alpaca_base_url: str = ""
+    binance_base_url: str = ""
+    polygon_base_url: str = ""
+
+    def chain(
+        self,
+        names: Sequence[str],
+        calendar: TradingCalendar,
+        settings: Mapping[str, VendorSettings],
+        warehouse: Warehouse,
+    ) -> list[Vendor]:
+        credentials = Credentials(
+            alpaca_key_id=self.alpaca_key_id,
+            alpaca_secret_key=self.alpaca_secret_key,
+            polygon_api_key=self.polygon_api_key,
+            base_urls={
+                "alpaca": self.alpaca_base_url,
+                "binance": self.binance_base_url,
+                "polygon": self.polygon_base_url,
+            },
+        )
+        return make_chain(names, calendar, settings, warehouse, credentials)

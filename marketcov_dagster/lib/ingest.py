@@ -6,14 +6,14 @@ Plain Python: the Dagster asset calls ``ingest_sessions`` and turns the returned
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
 
-from marketcov_dagster.lib.bars import session_mask, ts_iso, validate_bars
+from marketcov_dagster.lib.bars import required_bars, session_mask, ts_iso, validate_bars
 from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
@@ -36,7 +36,9 @@ class PartitionResult:
     vendor: str
     fetched_at: str
     session_closed: bool
-    invalid_dropped: int
+    quarantined: int
+    gap: bool
+    kept_existing: bool = False
 
     def metadata(self) -> dict[str, object]:
         """Plain-Python metadata for this partition's materialization."""
@@ -49,8 +51,19 @@ class PartitionResult:
             "vendor": self.vendor,
             "fetched_at": self.fetched_at,
             "session_closed": self.session_closed,
-            "invalid_dropped": self.invalid_dropped,
+            "quarantined": self.quarantined,
+            "gap": self.gap,
+            "kept_existing": self.kept_existing,
         }
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What one vendor served for one session, after quarantine."""
+
+    vendor: str
+    bars: pd.DataFrame
+    quarantined: int
 
 
 def expected_as_of(bounds: SessionBounds, interval: Interval, now_ms: int) -> int:
@@ -70,85 +83,153 @@ def ingest_sessions(
     vendors: Sequence[Vendor],
     warehouse: Warehouse,
     run_id: str,
+    min_completeness: float = 1.0,
     now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[PartitionResult]:
-    """Fetch ``sessions`` with one range request, validate, checksum and write them atomically.
+    """Fetch ``sessions`` (one range request per vendor), quarantine invalid bars, checksum and
+    write them atomically.
 
-    Vendors are tried in order; the first that answers without error serves the whole range.
-    Bars that fail validation are dropped and logged to the remediation log. Raises
-    ``SessionNotStartedError`` before fetching anything if a session has not opened yet.
+    Vendors are tried in chain order. A vendor that fails, or leaves sessions short of
+    ``min_completeness``, hands those sessions to the next vendor; each session keeps the best
+    answer and records the vendor that served it. A session no vendor could fill is a gap: it is
+    logged, and if the warehouse already holds more bars for it, those are kept rather than
+    replaced by less. Raises ``SessionNotStartedError`` before fetching anything if a session has
+    not opened yet, and ``VendorError`` (after logging every vendor's error) if no vendor answered.
     """
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
-    bounds = [calendar.bounds(s) for s in sorted(sessions)]
+    bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
     future = [b.session.isoformat() for b in bounds if b.open_ms > now_ms]
     if future:
         raise SessionNotStartedError(
             f"{symbol} {interval}: session(s) {future} have not opened yet; nothing was fetched"
         )
-    start = datetime.fromtimestamp(bounds[0].open_ms / 1000, UTC)
-    end = datetime.fromtimestamp(bounds[-1].close_ms / 1000, UTC)
+    entry = {"symbol": symbol, "interval": interval, "run_id": run_id}
+    remediation: list[dict[str, object]] = []
+    expected = {b.session: expected_as_of(b, interval, now_ms) for b in bounds}
+    remaining = {b.session: b for b in bounds}
+    best: dict[date, _Candidate] = {}
     errors: list[str] = []
-    frame: pd.DataFrame | None = None
-    served_by = ""
-    for vendor in vendors:
+    answered = False
+    for i, vendor in enumerate(vendors):
+        if not remaining:
+            break
+        todo = [remaining[d] for d in sorted(remaining)]
+        if i > 0:
+            msg = f"{len(todo)} session(s) {todo[0].session}..{todo[-1].session} fall back to {vendor.name}"
+            if log:
+                log(f"{symbol} {interval}: {msg}")
+        start = datetime.fromtimestamp(todo[0].open_ms / 1000, UTC)
+        end = datetime.fromtimestamp(todo[-1].close_ms / 1000, UTC)
         try:
             frame = vendor.fetch_bars(symbol, interval, start, end)
-            served_by = vendor.name
-            break
         except VendorError as e:
             errors.append(str(e))
-            warehouse.log_remediation(
-                [
-                    {
-                        "symbol": symbol,
-                        "interval": interval,
-                        "vendor": vendor.name,
-                        "kind": "vendor_error",
-                        "detail": str(e),
-                        "run_id": run_id,
-                    }
-                ]
+            remediation.append({**entry, "vendor": vendor.name, "kind": "vendor_error", "detail": str(e)})
+            if log:
+                log(f"{symbol} {interval}: {e}")
+            continue
+        answered = True
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        report = validate_bars(frame, bounds, interval)
+        outside = report.invalid_mask & ~session_mask(ts, bounds, interval)
+        if outside.any():
+            remediation.append(
+                {
+                    **entry,
+                    "vendor": vendor.name,
+                    "kind": "invalid_bars",
+                    "detail": f"quarantined {int(outside.sum())} bar(s) outside the requested sessions "
+                    f"(e.g. {', '.join(ts_iso(t) for t in ts[outside][:3])})",
+                }
             )
-    if frame is None:
+        for b in todo:
+            in_session = session_mask(ts, [b], interval)
+            bad = report.invalid_mask & in_session
+            part = frame[in_session & ~report.invalid_mask].reset_index(drop=True)
+            if bad.any():
+                detail = validate_bars(frame[in_session].reset_index(drop=True), [b], interval).summary()
+                remediation.append(
+                    {
+                        **entry,
+                        "session": b.session.isoformat(),
+                        "vendor": vendor.name,
+                        "kind": "invalid_bars",
+                        "detail": f"quarantined {int(bad.sum())} bar(s): {detail}",
+                    }
+                )
+            cand = _Candidate(vendor.name, part, int(bad.sum()))
+            if len(part) >= required_bars(expected[b.session], min_completeness):
+                best[b.session] = cand
+                del remaining[b.session]
+            elif b.session not in best or len(part) > len(best[b.session].bars):
+                best[b.session] = cand
+    if not answered:
+        warehouse.log_remediation(remediation)
         raise VendorError("all vendors", f"{symbol} {interval}: every vendor failed: {errors}")
+
     fetched_at = datetime.now(UTC).isoformat()
-
-    ts = frame["ts"].to_numpy(dtype=np.int64)
-    report = validate_bars(frame, bounds, interval)
-    remediation = []
-    if not report.ok:
-        remediation.append(
-            {
-                "symbol": symbol,
-                "interval": interval,
-                "vendor": served_by,
-                "kind": "invalid_bars",
-                "detail": f"dropped {report.invalid_rows} bar(s): {report.summary()}",
-                "run_id": run_id,
-            }
-        )
-    valid = frame[~report.invalid_mask]
-    vts = valid["ts"].to_numpy(dtype=np.int64)
-
+    first_vendor = vendors[0].name
+    existing = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in remaining])
     writes: list[PartitionWrite] = []
     results: list[PartitionResult] = []
     for b in bounds:
-        part = valid[session_mask(vts, [b], interval)].reset_index(drop=True)
-        dropped = int(np.count_nonzero(report.invalid_mask & session_mask(ts, [b], interval)))
-        expected_now = expected_as_of(b, interval, now_ms)
-        if len(part) < expected_now:
+        cand = best[b.session]
+        day = b.session.isoformat()
+        want = expected[b.session]
+        gap = len(cand.bars) < want
+        if cand.vendor != first_vendor:
             remediation.append(
                 {
-                    "symbol": symbol,
-                    "interval": interval,
-                    "session": b.session.isoformat(),
-                    "vendor": served_by,
-                    "kind": "gap",
-                    "detail": f"{len(part)} of {expected_now} expected bars",
-                    "run_id": run_id,
+                    **entry,
+                    "session": day,
+                    "vendor": cand.vendor,
+                    "kind": "vendor_fallback",
+                    "detail": f"served by {cand.vendor} instead of {first_vendor}",
                 }
             )
+        old = existing.get(day)
+        if gap and old is not None and old.rows > len(cand.bars):
+            # nothing is lost: a worse answer never replaces better stored bars
+            remediation.append(
+                {
+                    **entry,
+                    "session": day,
+                    "vendor": cand.vendor,
+                    "kind": "gap",
+                    "detail": f"{len(cand.bars)} of {want} expected bars; kept the {old.rows} bars "
+                    f"already stored (from {old.vendor})",
+                }
+            )
+            results.append(
+                PartitionResult(
+                    session=b.session,
+                    rows=old.rows,
+                    expected_rows=want,
+                    first_bar=ts_iso(old.first_bar) if old.first_bar is not None else None,
+                    last_bar=ts_iso(old.last_bar) if old.last_bar is not None else None,
+                    checksum=old.checksum,
+                    vendor=old.vendor,
+                    fetched_at=fetched_at,
+                    session_closed=b.close_ms <= now_ms,
+                    quarantined=cand.quarantined,
+                    gap=old.rows < want,
+                    kept_existing=True,
+                )
+            )
+            continue
+        if gap:
+            remediation.append(
+                {
+                    **entry,
+                    "session": day,
+                    "vendor": cand.vendor,
+                    "kind": "gap",
+                    "detail": f"{len(cand.bars)} of {want} expected bars",
+                }
+            )
+        part = cand.bars
         checksum = bars_checksum(part)
         window_start_ms, window_end_ms = calendar.partition_window_ms(b.session)
         writes.append(
@@ -159,8 +240,8 @@ def ingest_sessions(
                 window_start_ms=window_start_ms,
                 window_end_ms=window_end_ms,
                 bars=part,
-                vendor=served_by,
-                expected_rows=expected_now,
+                vendor=cand.vendor,
+                expected_rows=want,
                 checksum=checksum,
             )
         )
@@ -168,15 +249,19 @@ def ingest_sessions(
             PartitionResult(
                 session=b.session,
                 rows=len(part),
-                expected_rows=expected_now,
+                expected_rows=want,
                 first_bar=ts_iso(int(part["ts"].iloc[0])) if len(part) else None,
                 last_bar=ts_iso(int(part["ts"].iloc[-1])) if len(part) else None,
                 checksum=checksum,
-                vendor=served_by,
+                vendor=cand.vendor,
                 fetched_at=fetched_at,
                 session_closed=b.close_ms <= now_ms,
-                invalid_dropped=dropped,
+                quarantined=cand.quarantined,
+                gap=gap,
             )
         )
-    warehouse.write_partitions(writes, run_id, remediation)
+    if writes:
+        warehouse.write_partitions(writes, run_id, remediation)
+    else:
+        warehouse.log_remediation(remediation)
     return results

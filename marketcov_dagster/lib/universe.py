@@ -21,7 +21,7 @@ from marketcov_dagster.lib.symbols import is_valid_symbol, symbol_to_key_part
 
 CONFIG_ENV = "MARKETCOV_CONFIG"
 DEFAULT_CONFIG_FILE = "marketcov.yaml"
-KNOWN_VENDORS = ("synthetic",)
+KNOWN_VENDORS = ("synthetic", "alpaca", "binance", "polygon")
 MAX_WINDOW_DAYS = {"1d": 365 * 30, "1m": 365 * 2}
 
 
@@ -39,6 +39,65 @@ class IntervalSettings(BaseModel):
         le=1.0,
         description="Share of the calendar's expected bars a partition needs to count as complete.",
     )
+
+
+class VendorSettings(BaseModel):
+    """HTTP discipline and options of one vendor; every field has a documented default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: float = Field(gt=0, description="Token-bucket rate shared by every process.")
+    burst: int = Field(default=1, ge=1, description="Token-bucket capacity (requests allowed at once).")
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per request, the first included.")
+    backoff_base: float = Field(default=0.5, gt=0, description="Seconds; doubled per retry, full jitter.")
+    backoff_max: float = Field(default=30.0, gt=0)
+    max_wait: float = Field(
+        default=120.0,
+        ge=0,
+        description="Longest Retry-After or ban a request waits out; longer ones fail over to the next vendor.",
+    )
+    # vendor-specific options (ignored by vendors they do not apply to)
+    feed: str = Field(default="iex", description="alpaca: iex, sip, delayed_sip, ...")
+    adjustment: str = Field(default="raw", description="alpaca: raw, split, dividend, all")
+    session_only: bool = Field(
+        default=True, description="alpaca/polygon: drop minute bars outside the regular session before validation."
+    )
+    adjusted: bool = Field(default=True, description="polygon: split-adjusted aggregates")
+    weight_limit: int = Field(default=6000, gt=0, description="binance: request weight allowed per minute per IP")
+    symbols: dict[str, str] = Field(default_factory=dict, description="our symbol -> the vendor's symbol")
+
+
+DEFAULT_VENDOR_SETTINGS: dict[str, dict[str, Any]] = {
+    # documented limits: Alpaca basic plan 200 calls/min; Binance 6000 weight/min at weight 2 per
+    # klines call (we stay well below); Polygon free tier 5 calls/min
+    "synthetic": {"requests_per_minute": 1e9, "burst": 1_000_000},
+    "alpaca": {"requests_per_minute": 200, "burst": 5},
+    "binance": {"requests_per_minute": 1200, "burst": 10},
+    "polygon": {"requests_per_minute": 5, "burst": 1},
+}
+
+# which (calendar kind, interval) each vendor can serve faithfully
+_SUPPORTS: dict[str, set[tuple[str, Interval]]] = {
+    "synthetic": {("exchange", "1d"), ("exchange", "1m"), ("24/7", "1d"), ("24/7", "1m")},
+    "alpaca": {("exchange", "1d"), ("exchange", "1m"), ("24/7", "1m")},
+    "binance": {("24/7", "1d"), ("24/7", "1m")},
+    "polygon": {("exchange", "1d"), ("exchange", "1m")},
+}
+_WHY_NOT = {
+    ("alpaca", "24/7", "1d"): "Alpaca's daily crypto bars start at midnight US/Central, not at 00:00 UTC",
+    ("binance", "exchange"): "Binance lists crypto pairs only",
+    ("polygon", "24/7"): "Polygon's daily bars are US/Eastern days, not UTC days",
+}
+
+
+def _unsupported(vendor: str, calendar: str, interval: Interval) -> str | None:
+    kind = "24/7" if calendar == "24/7" else "exchange"
+    if (kind, interval) in _SUPPORTS[vendor]:
+        return None
+    why = _WHY_NOT.get((vendor, kind, interval)) or _WHY_NOT.get((vendor, kind)) or "not supported"
+    return f"vendor {vendor!r} cannot serve {interval} bars on calendar {calendar!r}: {why}"
 
 
 class AssetClassConfig(BaseModel):
@@ -87,6 +146,25 @@ class UniverseConfig(BaseModel):
 
     intervals: dict[Interval, IntervalSettings]
     asset_classes: dict[str, AssetClassConfig] = Field(min_length=1)
+    vendors: dict[str, VendorSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vendor_defaults(cls, data: Any) -> Any:
+        """Merge each vendor's documented defaults under the user's overrides."""
+        if not isinstance(data, dict):
+            return data
+        given = data.get("vendors") or {}
+        if not isinstance(given, dict):
+            return data
+        unknown = [v for v in given if v not in KNOWN_VENDORS]
+        if unknown:
+            raise ValueError(f"vendors: unknown vendor(s) {unknown}; known: {list(KNOWN_VENDORS)}")
+        merged = {}
+        for name in KNOWN_VENDORS:
+            override = given.get(name) or {}
+            merged[name] = {**DEFAULT_VENDOR_SETTINGS[name], **override} if isinstance(override, dict) else override
+        return {**data, "vendors": merged}
 
     @model_validator(mode="after")
     def _consistent(self) -> UniverseConfig:
@@ -108,6 +186,11 @@ class UniverseConfig(BaseModel):
                         f"asset_classes.{name}.symbols: duplicate symbol {sym!r} (also in asset class {seen[sym]!r})"
                     )
                 seen[sym] = name
+            for vendor in ac.vendors:
+                for iv in ac.intervals:
+                    problem = _unsupported(vendor, ac.calendar, iv)
+                    if problem:
+                        raise ValueError(f"asset_classes.{name}.vendors: {problem}")
         return self
 
 
@@ -122,6 +205,11 @@ class AssetSpecification:
     vendors: tuple[str, ...]
     window_days: int
     min_completeness: float
+
+    @property
+    def pool(self) -> str:
+        """The Dagster pool capping concurrent steps against the first vendor of the chain."""
+        return f"vendor_{self.vendors[0]}"
 
     @property
     def key_path(self) -> tuple[str, str, str]:

@@ -1,11 +1,14 @@
 """The bar warehouse on SQLAlchemy 2 Core: SQLite by default, PostgreSQL by URL, same code.
 
-Tables (schema version 1):
+Tables (schema version 2):
 
 * ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
 * ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
   checksum, first/last bar, time, and the previous checksum when a rewrite changed the data).
 * ``remediation_log``: gaps, invalid bars, checksum mismatches and vendor errors.
+* ``vendor_status``: each vendor's health from its most recent real calls (v2).
+* ``vendor_limits``: each vendor's shared token bucket and Retry-After/ban block, so every process
+  and run calling one vendor respects one rate (v2).
 * ``schema_version``: the applied schema version; migrations run on start.
 
 Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
@@ -25,12 +28,14 @@ from typing import Any, cast
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from marketcov_dagster.lib.bars import COLUMNS
 
 WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -87,6 +92,41 @@ remediation_log = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_remediation_asset", "symbol", "interval", "session"),
 )
+
+
+vendor_status = sa.Table(
+    "vendor_status",
+    metadata,
+    sa.Column("vendor", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_call_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_ok_at", sa.DateTime(timezone=True)),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True)),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("rate_limited", sa.Integer, nullable=False),
+)
+
+vendor_limits = sa.Table(
+    "vendor_limits",
+    metadata,
+    sa.Column("vendor", sa.String(32), primary_key=True),
+    sa.Column("tokens", sa.Float(precision=53), nullable=False),
+    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
+    sa.Column("blocked_until", sa.Float(precision=53), nullable=False),
+    sa.Column("blocked_reason", sa.Text, nullable=False),
+)
+
+# schema version -> tables it adds; ensure_schema applies the missing ones in order
+MIGRATIONS: dict[int, list[sa.Table]] = {
+    1: [bars, partition_lineage, remediation_log],
+    2: [vendor_status, vendor_limits],
+}
+HEALTHY = "ok"
+VENDOR_STATES = ("ok", "rate_limited", "banned", "unavailable", "restricted", "auth_failing", "bad_payload")
 
 
 def default_warehouse_url() -> str:
@@ -191,13 +231,15 @@ class Warehouse:
     # ---- schema -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         with self.begin() as conn:
+            if self.dialect == "postgresql":  # two processes starting at once must not race
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('marketcov_schema'))"))
             metadata.create_all(conn, tables=[schema_version])
-            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-            if current is not None and current > SCHEMA_VERSION:
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            if current > SCHEMA_VERSION:
                 raise RuntimeError(f"warehouse schema is version {current}, newer than this code ({SCHEMA_VERSION})")
-            if current is None or current < 1:
-                metadata.create_all(conn, tables=[bars, partition_lineage, remediation_log])
-                conn.execute(schema_version.insert().values(version=1, applied_at=datetime.now(UTC)))
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                metadata.create_all(conn, tables=MIGRATIONS[version])
+                conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -262,26 +304,34 @@ class Warehouse:
             sessions_by_asset.setdefault((w.symbol, w.interval), []).append(w.session.isoformat())
         out: dict[tuple[str, str, str], str] = {}
         for (sym, iv), sessions in sessions_by_asset.items():
-            latest = (
-                sa.select(
-                    partition_lineage.c.session,
-                    partition_lineage.c.checksum,
-                    sa.func.row_number()
-                    .over(partition_by=partition_lineage.c.session, order_by=partition_lineage.c.id.desc())
-                    .label("rn"),
-                )
-                .where(
-                    partition_lineage.c.symbol == sym,
-                    partition_lineage.c.interval == iv,
-                    partition_lineage.c.session.in_(sessions),
-                )
-                .subquery()
-            )
-            for session, checksum in conn.execute(
-                sa.select(latest.c.session, latest.c.checksum).where(latest.c.rn == 1)
-            ):
-                out[(sym, iv, session)] = checksum
+            for session, row in self._latest_lineage(conn, sym, iv, sessions).items():
+                out[(sym, iv, session)] = row.checksum
         return out
+
+    @staticmethod
+    def _latest_lineage(conn: Connection, symbol: str, interval: str, sessions: Sequence[str]) -> dict[str, LineageRow]:
+        cols = [c for c in partition_lineage.c if c.name != "id"]
+        latest = (
+            sa.select(
+                *cols,
+                sa.func.row_number()
+                .over(partition_by=partition_lineage.c.session, order_by=partition_lineage.c.id.desc())
+                .label("rn"),
+            )
+            .where(
+                partition_lineage.c.symbol == symbol,
+                partition_lineage.c.interval == interval,
+                partition_lineage.c.session.in_(list(sessions)),
+            )
+            .subquery()
+        )
+        rows = conn.execute(sa.select(*(latest.c[c.name] for c in cols)).where(latest.c.rn == 1)).mappings()
+        return {r["session"]: LineageRow(**r) for r in rows}
+
+    def latest_lineage_many(self, symbol: str, interval: str, sessions: Sequence[str]) -> dict[str, LineageRow]:
+        """The latest lineage row of each written session among ``sessions``."""
+        with self.engine.connect() as conn:
+            return self._latest_lineage(conn, symbol, interval, sessions)
 
     def _insert_bars(self, conn: Connection, df: pd.DataFrame) -> None:
         cols = ["symbol", "interval", *COLUMNS]
@@ -334,21 +384,7 @@ class Warehouse:
         return df
 
     def latest_lineage(self, symbol: str, interval: str, session: str) -> LineageRow | None:
-        q = (
-            sa.select(partition_lineage)
-            .where(
-                partition_lineage.c.symbol == symbol,
-                partition_lineage.c.interval == interval,
-                partition_lineage.c.session == session,
-            )
-            .order_by(partition_lineage.c.id.desc())
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            r = conn.execute(q).mappings().first()
-        if r is None:
-            return None
-        return LineageRow(**{k: v for k, v in r.items() if k != "id"})
+        return self.latest_lineage_many(symbol, interval, [session]).get(session)
 
     def lineage(self, symbol: str | None = None, interval: str | None = None) -> pd.DataFrame:
         q = sa.select(partition_lineage).order_by(partition_lineage.c.id)
@@ -359,12 +395,139 @@ class Warehouse:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).mappings().all())
 
-    def remediation(self, symbol: str | None = None) -> pd.DataFrame:
-        q = sa.select(remediation_log).order_by(remediation_log.c.id)
-        if symbol:
-            q = q.where(remediation_log.c.symbol == symbol)
+    def remediation(
+        self,
+        symbols: Sequence[str] | None = None,
+        intervals: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        vendors: Sequence[str] | None = None,
+        session: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Remediation entries, oldest first, filtered by every argument given."""
+        t = remediation_log
+        q = sa.select(t).order_by(t.c.id)
+        for col, wanted in ((t.c.symbol, symbols), (t.c.interval, intervals), (t.c.kind, kinds), (t.c.vendor, vendors)):
+            if wanted:
+                q = q.where(col.in_(list(wanted)))
+        if session:
+            q = q.where(t.c.session == session)
+        if run_id:
+            q = q.where(t.c.run_id == run_id)
+        if since:
+            q = q.where(t.c.created_at >= since)
+        if limit:
+            q = q.order_by(None).order_by(t.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(q).mappings().all())
+            rows = conn.execute(q).mappings().all()
+        df = pd.DataFrame(rows, columns=[c.name for c in t.c])
+        return df.sort_values("id").reset_index(drop=True) if limit else df
+
+    # ---- vendors: shared rate limit and health --------------------------------------------
+    def _vendor_row(self, conn: Connection, table: sa.Table, defaults: dict[str, Any]) -> dict[str, Any]:
+        """Lock (or create) one vendor's row for the rest of the transaction."""
+        ins = (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table).values(**defaults)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["vendor"]))
+        q = sa.select(table).where(table.c.vendor == defaults["vendor"])
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        return dict(conn.execute(q).mappings().one())
+
+    def take_vendor_token(self, vendor: str, per_minute: float, burst: int, now: float) -> float:
+        """Take one request slot from ``vendor``'s shared token bucket.
+
+        Returns 0.0 when the caller may send now, else the seconds to wait before asking again
+        (the bucket is empty, or the vendor is blocked by a Retry-After or a ban)."""
+        with self.begin() as conn:
+            row = self._vendor_row(
+                conn,
+                vendor_limits,
+                {
+                    "vendor": vendor,
+                    "tokens": float(burst),
+                    "updated_at": now,
+                    "blocked_until": 0.0,
+                    "blocked_reason": "",
+                },
+            )
+            if row["blocked_until"] > now:
+                return float(row["blocked_until"] - now)
+            tokens = min(float(burst), row["tokens"] + max(0.0, now - row["updated_at"]) * per_minute / 60.0)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) * 60.0 / per_minute
+            conn.execute(
+                vendor_limits.update().where(vendor_limits.c.vendor == vendor).values(tokens=tokens, updated_at=now)
+            )
+            return wait
+
+    def block_vendor(self, vendor: str, until: float, reason: str) -> None:
+        """No process sends ``vendor`` a request before ``until`` (epoch seconds)."""
+        with self.begin() as conn:
+            row = self._vendor_row(
+                conn,
+                vendor_limits,
+                {"vendor": vendor, "tokens": 0.0, "updated_at": until, "blocked_until": 0.0, "blocked_reason": ""},
+            )
+            if until > row["blocked_until"]:
+                conn.execute(
+                    vendor_limits.update()
+                    .where(vendor_limits.c.vendor == vendor)
+                    .values(blocked_until=until, blocked_reason=reason)
+                )
+
+    def vendor_block(self, vendor: str) -> tuple[float, str]:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                sa.select(vendor_limits.c.blocked_until, vendor_limits.c.blocked_reason).where(
+                    vendor_limits.c.vendor == vendor
+                )
+            ).first()
+        return (float(r[0]), str(r[1])) if r else (0.0, "")
+
+    def record_vendor_call(self, vendor: str, state: str, detail: str, http_status: int | None = None) -> None:
+        """Record the outcome of one real call; ``state`` is one of ``VENDOR_STATES``."""
+        if state not in VENDOR_STATES:
+            raise ValueError(f"unknown vendor state {state!r}")
+        now = datetime.now(UTC)
+        with self.begin() as conn:
+            row = self._vendor_row(
+                conn,
+                vendor_status,
+                {
+                    "vendor": vendor,
+                    "state": state,
+                    "detail": detail,
+                    "since": now,
+                    "last_call_at": now,
+                    "calls": 0,
+                    "failures": 0,
+                    "rate_limited": 0,
+                },
+            )
+            ok = state == HEALTHY
+            values: dict[str, Any] = {
+                "state": state,
+                "detail": detail,
+                "http_status": http_status,
+                "last_call_at": now,
+                "calls": row["calls"] + 1,
+                "failures": row["failures"] + (0 if ok else 1),
+                "rate_limited": row["rate_limited"] + (1 if state in ("rate_limited", "banned") else 0),
+            }
+            if row["state"] != state:
+                values["since"] = now
+            values["last_ok_at" if ok else "last_failure_at"] = now
+            conn.execute(vendor_status.update().where(vendor_status.c.vendor == vendor).values(**values))
+
+    def vendor_statuses(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(vendor_status).order_by(vendor_status.c.vendor)).mappings().all()
+        return [dict(r) for r in rows]
 
     def count_bars(self, symbol: str | None = None, interval: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(bars)

@@ -6,13 +6,15 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from marketcov_dagster.lib.bars import canonical, validate_bars
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, ingest_sessions
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib import warehouse as wh_module
+from marketcov_dagster.lib.warehouse import SCHEMA_VERSION, Warehouse
 
 XNYS = get_calendar("XNYS")
 WEEK = XNYS.sessions(date(2024, 3, 4), date(2024, 3, 15))  # spans the 2024-03-10 DST change
@@ -100,8 +102,8 @@ def test_invalid_bars_are_dropped_and_logged(sqlite_warehouse: Warehouse) -> Non
             return df
 
     res = ingest_results(sqlite_warehouse, WEEK[:1], "r", Dirty(lambda _s: XNYS))
-    assert res[0].rows == 388 and res[0].invalid_dropped == 2
-    log = sqlite_warehouse.remediation("AAPL")
+    assert res[0].rows == 388 and res[0].quarantined == 2
+    log = sqlite_warehouse.remediation(symbols=["AAPL"])
     assert set(log["kind"]) == {"invalid_bars", "gap"}
     assert "ohlc_inconsistent: 1" in log.loc[log["kind"] == "invalid_bars", "detail"].iloc[0]
 
@@ -129,7 +131,26 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path) -> None:  # typ
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     a = Warehouse(url)
     b = Warehouse(url)
-    assert a.schema_version() == b.schema_version() == 1
+    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 2
+
+
+def test_version_1_warehouse_is_migrated_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a warehouse as the version-1 code left it, holding a bar
+        wh_module.metadata.create_all(conn, tables=[wh_module.schema_version, *wh_module.MIGRATIONS[1]])
+        conn.execute(wh_module.schema_version.insert().values(version=1, applied_at=datetime.now(UTC)))
+        conn.execute(
+            wh_module.bars.insert().values(
+                symbol="OLD", interval="1d", ts=0, open=1.0, high=1.0, low=1.0, close=1.0, volume=0.0
+            )
+        )
+    engine.dispose()
+    wh = Warehouse(url)
+    assert wh.schema_version() == 2 and wh.count_bars(symbol="OLD") == 1
+    wh.record_vendor_call("alpaca", "ok", "HTTP 200", 200)
+    assert wh.vendor_statuses()[0]["state"] == "ok"
+    assert Warehouse(url).schema_version() == 2
 
 
 def test_checksum_canonical_form() -> None:

@@ -16,7 +16,9 @@ from marketcov_dagster.lib.intervals import Interval
 
 
 class VendorError(RuntimeError):
-    """Base class: the vendor could not serve the request."""
+    """Base class: the vendor could not serve the request. ``state`` is the vendor health it implies."""
+
+    state = "ok"
 
     def __init__(self, vendor: str, message: str) -> None:
         super().__init__(f"{vendor}: {message}")
@@ -24,19 +26,45 @@ class VendorError(RuntimeError):
 
 
 class BadSymbolError(VendorError):
-    pass
+    """The vendor does not know the symbol (or refuses it as malformed)."""
+
+    state = "ok"
 
 
 class BadPayloadError(VendorError):
-    pass
+    """The vendor answered, but the body is not what its documented format promises."""
+
+    state = "bad_payload"
 
 
 class VendorUnavailableError(VendorError):
-    pass
+    """Timeouts, connection failures, 5xx: retried, then given up on."""
+
+    state = "unavailable"
+
+
+class RestrictedError(VendorUnavailableError):
+    """The vendor refuses this client's location (Binance HTTP 451)."""
+
+    state = "restricted"
 
 
 class RateLimitedError(VendorError):
-    pass
+    """Too many requests, and waiting it out would take longer than allowed."""
+
+    state = "rate_limited"
+
+
+class BannedError(RateLimitedError):
+    """The vendor banned this client for a while (Binance HTTP 418); nobody calls it until then."""
+
+    state = "banned"
+
+
+class AuthError(VendorError):
+    """Missing, wrong or insufficient credentials (HTTP 401/403)."""
+
+    state = "auth_failing"
 
 
 class Vendor(ABC):
