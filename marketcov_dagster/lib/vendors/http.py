@@ -137,7 +137,7 @@ class HttpVendor(Vendor):
         self._secrets = tuple(s for s in secrets if s)
         _REDACT.secrets.update(self._secrets)
         self.session = session or requests.Session()
-        self.session.headers.setdefault("User-Agent", "marketcov-dagster")
+        self.session.headers["User-Agent"] = "marketcov-dagster"
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -302,7 +302,7 @@ class HttpVendor(Vendor):
         code, msg = resp.status_code, self._message(resp)
         if code in (401, 403):
             return self._error(AuthError, f"{label}: HTTP {code} {msg}")
-        if code in (400, 404, 422) and "symbol" in msg.lower():
+        if code in (400, 404, 422) and ("symbol" in msg.lower() or "ticker" in msg.lower()):
             return self._error(BadSymbolError, f"{label}: HTTP {code} {msg}")
         return self._error(VendorError, f"{label}: request rejected, HTTP {code} {msg}")
 
