@@ -1,4 +1,5 @@
-"""The ``marketcov`` command: backfill through Dagster and report coverage.
+"""The ``marketcov`` command: backfill through Dagster, report coverage, vendor health and the
+remediation log.
 
 Imports are lazy so ``marketcov --help`` and argument errors answer fast.
 """
@@ -36,7 +37,75 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
     filters(c)
     c.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    v = sub.add_parser("vendors", help="each vendor's health from its most recent real calls")
+    v.add_argument("--format", choices=("table", "json"), default="table")
+
+    r = sub.add_parser("remediation", help="list or export the remediation log")
+    filters(r)
+    r.add_argument(
+        "--kind", type=_csv_list, dest="kinds", help=f"comma-separated kinds: {', '.join(REMEDIATION_KINDS)}"
+    )
+    r.add_argument("--vendor", type=_csv_list, dest="vendors", help="comma-separated vendors")
+    r.add_argument("--session", help="one session, YYYY-MM-DD")
+    r.add_argument("--since", help="entries logged on or after this day, YYYY-MM-DD (UTC)")
+    r.add_argument("--limit", type=int, help="only the latest N entries")
+    r.add_argument("--format", choices=("table", "json", "csv"), default="table")
     return p
+
+
+REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch")
+
+
+def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None) -> int:
+    """``vendors`` and ``remediation`` read only the warehouse: no Dagster instance needed."""
+    import pandas as pd
+
+    from marketcov_dagster.lib.warehouse import Warehouse
+    from marketcov_dagster.lib.windows import BadRangeError, parse_day
+
+    if args.command == "remediation":  # refuse bad filters before touching the warehouse
+        since = parse_day(args.since, "--since") if args.since else None
+        session = parse_day(args.session, "--session").isoformat() if args.session else None
+        unknown = sorted(set(args.kinds or ()) - set(REMEDIATION_KINDS))
+        if unknown:
+            raise BadRangeError(f"--kind: unknown kind(s) {unknown}; known: {list(REMEDIATION_KINDS)}")
+        if args.limit is not None and args.limit <= 0:
+            raise BadRangeError("--limit must be a positive number")
+    wh = Warehouse()
+    if args.command == "vendors":
+        statuses = wh.vendor_statuses()
+        for row in statuses:
+            until, reason = wh.vendor_block(row["vendor"])
+            row["blocked_until"] = datetime.fromtimestamp(until, UTC).isoformat() if until > 0 else None
+            row["blocked_reason"] = reason or None
+        if args.format == "json":
+            print(json.dumps(statuses, indent=2, default=str))
+        elif not statuses:
+            print("no vendor has been called yet")
+        else:
+            cols = ["vendor", "state", "since", "last_ok_at", "last_failure_at", "calls", "failures", "rate_limited"]
+            df = pd.DataFrame(statuses)
+            print(df[[*cols, "detail"]].to_string(index=False))
+        return 0
+    df = wh.remediation(
+        symbols=symbols,
+        intervals=args.intervals,
+        kinds=args.kinds,
+        vendors=args.vendors,
+        session=session,
+        since=datetime(since.year, since.month, since.day, tzinfo=UTC) if since else None,
+        limit=args.limit,
+    )
+    if args.format == "json":
+        print(json.dumps(df.to_dict("records"), indent=2, default=str))
+    elif args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif df.empty:
+        print("no remediation entries match")
+    else:
+        print(df.drop(columns=["id"]).to_string(index=False, max_colwidth=90))
+    return 0
 
 
 def _ensure_dagster_home() -> None:
@@ -56,13 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         universe = load_universe(args.config)
-        specs = universe.select(args.symbols, args.intervals, args.asset_classes)
+        selecting = args.command != "vendors"
+        specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
         start = parse_day(args.start, "--start") if getattr(args, "start", None) else None
         end = parse_day(args.end, "--end") if getattr(args, "end", None) else None
+        _ensure_dagster_home()
+        if args.command in ("vendors", "remediation"):
+            return _warehouse_commands(args, args.symbols if args.command == "remediation" else None)
     except (ConfigError, BadRangeError) as e:
         print(f"marketcov: {e}", file=sys.stderr)
         return 2
-    _ensure_dagster_home()
 
     import dagster as dg
 

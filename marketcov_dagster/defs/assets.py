@@ -17,6 +17,7 @@ from marketcov_dagster.lib.verify import (
     BARS_ARE_VALID,
     CHECK_NAMES,
     CHECKSUM_MATCHES,
+    log_checksum_mismatches,
     verify_partition,
 )
 
@@ -116,10 +117,16 @@ def build_ohlcv_asset(
             )
             for k in keys
         }
+        log_checksum_mismatches(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
         if context.has_partition_key:
             for o in outcomes[keys[0]]:
                 yield dg.AssetCheckResult(
-                    asset_key=key, check_name=o.name, passed=o.passed, description=o.description, metadata=o.metadata
+                    asset_key=key,
+                    check_name=o.name,
+                    passed=o.passed,
+                    description=o.description,
+                    metadata=o.metadata,
+                    severity=dg.AssetCheckSeverity(o.severity),
                 )
             return
         # A range run stores yielded results without a partition, so record each partition's
@@ -135,6 +142,7 @@ def build_ohlcv_asset(
                         partition=k,
                         description=o.description,
                         metadata=o.metadata,
+                        severity=dg.AssetCheckSeverity(o.severity),
                     )
                 )
         for i, name in enumerate(CHECK_NAMES):

@@ -29,6 +29,7 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    severity: str = "ERROR"  # or "WARN"
 
 
 def verify_partition(
@@ -46,13 +47,34 @@ def verify_partition(
     b = calendar.bounds(session)
     df = warehouse.read_bars(symbol, interval, *calendar.partition_window_ms(session))
 
+    lineage = warehouse.latest_lineage(symbol, interval, session.isoformat())
     report = validate_bars(df, [b], interval)
-    valid = CheckOutcome(
-        BARS_ARE_VALID,
-        report.ok,
-        report.summary(),
-        {"rows": len(df), "problems": [p.as_dict() for p in report.problems]},
+    quarantined = (
+        warehouse.remediation(
+            symbols=[symbol],
+            intervals=[interval],
+            kinds=["invalid_bars"],
+            session=session.isoformat(),
+            run_id=lineage.run_id,
+        )
+        if lineage is not None
+        else None
     )
+    valid_meta: dict[str, Any] = {"rows": len(df), "problems": [p.as_dict() for p in report.problems]}
+    if not report.ok:
+        valid = CheckOutcome(BARS_ARE_VALID, False, report.summary(), valid_meta)
+    elif quarantined is not None and not quarantined.empty:
+        # the stored bars are clean, but the vendor sent bad ones that were kept out: say so
+        details = "; ".join(quarantined["detail"].astype(str))
+        valid = CheckOutcome(
+            BARS_ARE_VALID,
+            False,
+            f"stored bars valid, but the last write quarantined vendor bars: {details}",
+            {**valid_meta, "quarantined_at_write": details},
+            severity="WARN",
+        )
+    else:
+        valid = CheckOutcome(BARS_ARE_VALID, True, report.summary(), valid_meta)
 
     expected = expected_as_of(b, interval, int(now.timestamp() * 1000))
     full = b.expected_bars(interval)
@@ -72,7 +94,6 @@ def verify_partition(
         },
     )
 
-    lineage = warehouse.latest_lineage(symbol, interval, session.isoformat())
     actual = bars_checksum(df)
     if lineage is None:
         checksum = CheckOutcome(
@@ -89,3 +110,24 @@ def verify_partition(
             {"recorded": lineage.checksum, "actual": actual, "rows_written": lineage.rows, "rows_now": rows},
         )
     return [valid, count, checksum]
+
+
+def log_checksum_mismatches(
+    warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
+) -> None:
+    """Record every failed ``checksum_matches`` in the remediation log."""
+    warehouse.log_remediation(
+        [
+            {
+                "symbol": symbol,
+                "interval": interval,
+                "session": session,
+                "kind": "checksum_mismatch",
+                "detail": o.description,
+                "run_id": run_id,
+            }
+            for session, per_check in outcomes.items()
+            for o in per_check
+            if o.name == CHECKSUM_MATCHES and not o.passed
+        ]
+    )
