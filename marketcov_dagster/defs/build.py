@@ -58,7 +58,10 @@ def vendors_resource() -> VendorsResource:
 
 
 def build_definitions(
-    universe: Universe, now: datetime | None = None, warehouse: WarehouseResource | None = None
+    universe: Universe,
+    now: datetime | None = None,
+    warehouse: WarehouseResource | None = None,
+    vendors: VendorsResource | None = None,
 ) -> dg.Definitions:
     now = now or datetime.now(UTC)
     groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
@@ -94,5 +97,8 @@ def build_definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
-        resources={"warehouse": warehouse or warehouse_resource(), "vendors": vendors_resource()},
+        resources={
+            "warehouse": warehouse or warehouse_resource(),
+            "vendors": vendors or vendors_resource(),
+        },
     )

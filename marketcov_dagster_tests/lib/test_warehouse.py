@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from marketcov_dagster.lib import warehouse as wh_module
 from marketcov_dagster.lib.bars import canonical, validate_bars
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, ingest_sessions
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
-from marketcov_dagster.lib import warehouse as wh_module
 from marketcov_dagster.lib.warehouse import SCHEMA_VERSION, Warehouse
 
 XNYS = get_calendar("XNYS")

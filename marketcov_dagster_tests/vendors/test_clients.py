@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from marketcov_dagster.lib.vendors.base import (
     VendorUnavailableError,
 )
 from marketcov_dagster.lib.warehouse import Warehouse
-from marketcov_dagster_tests.fakes.vendor_servers import Fault, FakeVendorServer, regular_bars
+from marketcov_dagster_tests.fakes.vendor_servers import FakeVendorServer, Fault, regular_bars
 from marketcov_dagster_tests.vendors.conftest import SERVERS, client
 
 XNYS = get_calendar("XNYS")
@@ -96,13 +97,15 @@ def test_daily_bars_map_to_the_session(vendor: tuple[str, FakeVendorServer], sql
     assert bars_checksum(got) == bars_checksum(truth)
 
 
-def test_binance_minutes_walk_pages_by_start_time(binance_server: FakeVendorServer, sqlite_warehouse: Warehouse) -> None:
+def test_binance_minutes_walk_pages_by_start_time(
+    binance_server: FakeVendorServer, sqlite_warehouse: Warehouse
+) -> None:
     window = (date(2024, 3, 9), date(2024, 3, 11))
     got = client("binance", binance_server, sqlite_warehouse).fetch_bars("BTCUSDT", "1m", *span(*window, "24/7"))
     pd.testing.assert_frame_equal(got, regular_bars("BTCUSDT", "1m", *window))
     assert len(got) == 3 * 1440
     starts = [int(r.query["startTime"]) for r in binance_server.requests]
-    assert len(starts) == 5 and all(b - a == 1000 * 60_000 for a, b in zip(starts, starts[1:], strict=False))
+    assert len(starts) == 5 and all(b - a == 1000 * 60_000 for a, b in itertools.pairwise(starts))
     assert {r.query["limit"] for r in binance_server.requests} == {"1000"}
 
 
@@ -211,17 +214,19 @@ def test_an_invalid_symbol_is_a_typed_error(vendor: tuple[str, FakeVendorServer]
 def test_wrong_keys_are_an_auth_failure(name: str, sqlite_warehouse: Warehouse) -> None:
     with SERVERS[name]() as server:
         c = client(name, server, sqlite_warehouse)
-        c._secrets = ()  # noqa: SLF001
+        c._secrets = ()
         if name == "alpaca":
-            c._secret_key = "wrong"  # type: ignore[attr-defined]  # noqa: SLF001
+            c._secret_key = "wrong"  # type: ignore[attr-defined]
         else:
-            c._api_key = "wrong"  # type: ignore[attr-defined]  # noqa: SLF001
+            c._api_key = "wrong"  # type: ignore[attr-defined]
         with pytest.raises(AuthError):
             c.fetch_bars("AAPL", "1m", *span(date(2024, 3, 11), date(2024, 3, 11)))
     assert {s["vendor"]: s for s in sqlite_warehouse.vendor_statuses()}[name]["state"] == "auth_failing"
 
 
-def test_binance_ban_stops_all_calls_until_it_lifts(binance_server: FakeVendorServer, sqlite_warehouse: Warehouse) -> None:
+def test_binance_ban_stops_all_calls_until_it_lifts(
+    binance_server: FakeVendorServer, sqlite_warehouse: Warehouse
+) -> None:
     until = int(time.time() * 1000) + 600_000
     binance_server.script = [
         Fault(418, {"Retry-After": "600"}, json.dumps({"code": -1003, "msg": f"IP banned until {until}."}).encode())
@@ -261,7 +266,9 @@ def test_polygon_never_follows_next_url_to_another_host(
     assert len(polygon_server.requests) == 1
 
 
-def test_minutes_without_trades_are_simply_absent(vendor: tuple[str, FakeVendorServer], sqlite_warehouse: Warehouse) -> None:
+def test_minutes_without_trades_are_simply_absent(
+    vendor: tuple[str, FakeVendorServer], sqlite_warehouse: Warehouse
+) -> None:
     name, server = vendor
     truth = regular_bars(SYMBOL[name], "1m", date(2024, 3, 11), date(2024, 3, 11))
     server.missing = set(int(t) for t in truth["ts"].iloc[[3, 4, 100, 200]])
