@@ -110,7 +110,7 @@ def assert_partitions_match_market(
     for d in sessions:
         truth = regular_bars(symbol, interval, d, d)
         md = recs[d.isoformat()]
-        assert md["rows"].value == len(truth) == cal.bounds(d).expected_bars(interval)  # type: ignore[attr-defined]
+        assert md["rows"].value == len(truth) == cal.bounds(d).expected_bars(interval)  # type: ignore[attr-defined,arg-type]
         assert md["checksum"].value == bars_checksum(truth)  # type: ignore[attr-defined]
         assert md["vendor"].value == vendor  # type: ignore[attr-defined]
 
