@@ -92,3 +92,52 @@ def test_bad_input_is_refused_and_changes_nothing(home: Path) -> None:
     (home / "marketcov.yaml").write_text("intervals: {1d: {window_days: -1}}\nasset_classes: {}\n")
     out = marketcov(["coverage"], env)
     assert out.returncode == 2 and "intervals.1d.window_days" in out.stderr
+
+
+def test_vendors_and_remediation_commands(home: Path) -> None:
+    env = base_env(home, None)
+    wh = Warehouse(f"sqlite:///{home / 'marketcov_warehouse.sqlite'}")
+    wh.record_vendor_call("polygon", "rate_limited", "aggs AAPL minute: HTTP 429", 429)
+    wh.record_vendor_call("alpaca", "ok", "bars AAPL 1Min: HTTP 200", 200)
+    wh.block_vendor("polygon", 4_102_444_800.0, "HTTP 429 Retry-After 60s")
+    base = {"symbol": "AAPL", "interval": "1m", "run_id": "r1"}
+    wh.log_remediation(
+        [
+            {**base, "session": "2024-11-29", "vendor": "alpaca", "kind": "gap", "detail": "200 of 210 expected bars"},
+            {
+                **base,
+                "session": "2024-11-29",
+                "vendor": "polygon",
+                "kind": "vendor_fallback",
+                "detail": "served by polygon",
+            },
+            {**base, "symbol": "BRK.B", "vendor": "alpaca", "kind": "vendor_error", "detail": "alpaca: HTTP 503"},
+        ]
+    )
+
+    out = marketcov(["vendors", "--format", "json"], env)
+    assert out.returncode == 0, out.stderr
+    states = {v["vendor"]: v for v in json.loads(out.stdout)}
+    assert states["polygon"]["state"] == "rate_limited" and states["polygon"]["rate_limited"] == 1
+    assert states["polygon"]["blocked_until"].startswith("2100-01-01") and states["alpaca"]["blocked_until"] is None
+    table = marketcov(["vendors"], env)
+    assert "rate_limited" in table.stdout and "alpaca" in table.stdout
+
+    out = marketcov(["remediation", "--symbols", "AAPL", "--kind", "gap", "--format", "json"], env)
+    rows = json.loads(out.stdout)
+    assert [(r["kind"], r["session"], r["vendor"]) for r in rows] == [("gap", "2024-11-29", "alpaca")]
+    csv_out = marketcov(["remediation", "--vendor", "alpaca", "--format", "csv"], env)
+    lines = csv_out.stdout.strip().splitlines()
+    assert lines[0].startswith("id,symbol,interval,session,vendor,kind,detail") and len(lines) == 3
+    latest = marketcov(["remediation", "--limit", "1"], env)
+    assert "vendor_error" in latest.stdout and "gap" not in latest.stdout
+    assert "no remediation entries match" in marketcov(["remediation", "--since", "2100-01-01"], env).stdout
+
+    for args, message in [
+        (["remediation", "--kind", "oops"], "unknown kind"),
+        (["remediation", "--since", "yesterday"], "--since"),
+        (["remediation", "--symbols", "NOPE"], "unknown symbol"),
+        (["remediation", "--limit", "0"], "--limit"),
+    ]:
+        bad = marketcov(args, env)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
