@@ -14,6 +14,7 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, ingest_sessions
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
+from marketcov_dagster.lib.verify import CheckOutcome, verify_partition
 from marketcov_dagster.lib.warehouse import SCHEMA_VERSION, Warehouse
 
 XNYS = get_calendar("XNYS")
@@ -106,6 +107,36 @@ def test_invalid_bars_are_dropped_and_logged(sqlite_warehouse: Warehouse) -> Non
     log = sqlite_warehouse.remediation(symbols=["AAPL"])
     assert set(log["kind"]) == {"invalid_bars", "gap"}
     assert "ohlc_inconsistent: 1" in log.loc[log["kind"] == "invalid_bars", "detail"].iloc[0]
+    assert set(log["session"]) == {WEEK[0].isoformat()}
+
+    # the partition's checks say so: stored bars are clean, the quarantine is a warning
+    def verify(min_completeness: float) -> list[CheckOutcome]:
+        return verify_partition(
+            warehouse=sqlite_warehouse,
+            calendar=XNYS,
+            symbol="AAPL",
+            interval="1m",
+            session=WEEK[0],
+            min_completeness=min_completeness,
+            now=NOW,
+        )
+
+    valid, count, checksum = verify(0.98)
+    assert not valid.passed and valid.severity == "WARN" and "quarantined 2 bar(s)" in valid.description
+    assert count.passed and checksum.passed  # 388 of 390 is above 98 %
+
+    # a clean rewrite clears the warning
+    ingest_results(sqlite_warehouse, WEEK[:1], "r2")
+    again = verify_partition(
+        warehouse=sqlite_warehouse,
+        calendar=XNYS,
+        symbol="AAPL",
+        interval="1m",
+        session=WEEK[0],
+        min_completeness=1.0,
+        now=NOW,
+    )
+    assert all(o.passed for o in again)
 
 
 def test_validation_reports_each_problem() -> None:
