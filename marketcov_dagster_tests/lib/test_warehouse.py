@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -202,3 +204,25 @@ def test_checksum_canonical_form() -> None:
     zero.loc[zero["ts"] == 1, "open"] = 0.0
     assert bars_checksum(df) == bars_checksum(flipped) == bars_checksum(zero)
     assert len(bars_checksum(df)) == 64
+
+
+def _take_tokens(url: str, n: int, out: Any) -> None:
+    wh = Warehouse(url)
+    out.put(sum(1 for _ in range(n) if wh.take_vendor_token("polygon", 60.0, 3, now=1000.0) == 0.0))
+
+
+def test_token_bucket_is_atomic_across_processes(warehouse: Warehouse) -> None:
+    """Two processes draining one bucket at the same instant get exactly its capacity between them."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_take_tokens, args=(warehouse.url, 10, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    granted = out.get(timeout=120) + out.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+    assert granted == 3
+    # a minute later the bucket has refilled to its capacity, not beyond
+    assert [warehouse.take_vendor_token("polygon", 60.0, 3, now=1060.0) for _ in range(4)][:3] == [0.0] * 3
+    warehouse.block_vendor("polygon", 2000.0, "HTTP 429 Retry-After 900s")
+    assert warehouse.take_vendor_token("polygon", 60.0, 3, now=1500.0) == 500.0
