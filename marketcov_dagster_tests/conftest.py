@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from marketcov_dagster.lib.universe import Universe, parse_universe
 from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster_tests.fakes.smtp import SmtpServer
 
 PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -81,3 +82,10 @@ def postgres_warehouse(postgres_url: str) -> Iterator[Warehouse]:
 def warehouse(request: pytest.FixtureRequest) -> Warehouse:
     name = "sqlite_warehouse" if request.param == "sqlite" else "postgres_warehouse"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()

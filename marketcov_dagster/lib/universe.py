@@ -39,6 +39,22 @@ class IntervalSettings(BaseModel):
         le=1.0,
         description="Share of the calendar's expected bars a partition needs to count as complete.",
     )
+    freshness_threshold_minutes: float = Field(
+        default=60.0, gt=0, description="Lag above which an asset is stale: an incident opens and one email goes out."
+    )
+    vendor_delay_minutes: float = Field(
+        ge=0,
+        description="How long after a bar ends the vendor is expected to serve it (1d: after the session close).",
+    )
+    schedule_delay_minutes: int = Field(
+        ge=0,
+        le=720,
+        description="Minutes after each session close the scheduled run starts (1m: the final refresh of the day).",
+    )
+    refresh_every_minutes: int = Field(
+        default=15, ge=1, le=60, description="1m only: cadence of the intraday refresh of today's partition."
+    )
+    expire: bool = Field(description="Delete bars older than the window (the retention job).")
 
 
 class VendorSettings(BaseModel):
@@ -76,6 +92,13 @@ DEFAULT_VENDOR_SETTINGS: dict[str, dict[str, Any]] = {
     "alpaca": {"requests_per_minute": 200, "burst": 5},
     "binance": {"requests_per_minute": 1200, "burst": 10},
     "polygon": {"requests_per_minute": 5, "burst": 1},
+}
+
+# per-interval defaults under the user's settings: minute bars arrive within minutes and expire
+# with the rolling window; daily bars are final some time after the close and are kept
+DEFAULT_INTERVAL_SETTINGS: dict[str, dict[str, Any]] = {
+    "1d": {"vendor_delay_minutes": 60, "schedule_delay_minutes": 30, "expire": False},
+    "1m": {"vendor_delay_minutes": 15, "schedule_delay_minutes": 5, "expire": True},
 }
 
 # which (calendar kind, interval) each vendor can serve faithfully
@@ -150,10 +173,19 @@ class UniverseConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _vendor_defaults(cls, data: Any) -> Any:
-        """Merge each vendor's documented defaults under the user's overrides."""
+    def _defaults(cls, data: Any) -> Any:
+        """Merge each interval's and each vendor's documented defaults under the user's settings."""
         if not isinstance(data, dict):
             return data
+        intervals = data.get("intervals")
+        if isinstance(intervals, dict):
+            data = {
+                **data,
+                "intervals": {
+                    iv: {**DEFAULT_INTERVAL_SETTINGS.get(iv, {}), **st} if isinstance(st, dict) else st
+                    for iv, st in intervals.items()
+                },
+            }
         given = data.get("vendors") or {}
         if not isinstance(given, dict):
             return data
@@ -205,6 +237,8 @@ class AssetSpecification:
     vendors: tuple[str, ...]
     window_days: int
     min_completeness: float
+    freshness_threshold_minutes: float = 60.0
+    vendor_delay_minutes: float = 0.0
 
     @property
     def pool(self) -> str:
@@ -246,6 +280,8 @@ class Universe:
                             vendors=tuple(ac.vendors),
                             window_days=st.window_days,
                             min_completeness=st.min_completeness,
+                            freshness_threshold_minutes=st.freshness_threshold_minutes,
+                            vendor_delay_minutes=st.vendor_delay_minutes,
                         )
                     )
         return out

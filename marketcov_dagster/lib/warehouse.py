@@ -1,6 +1,6 @@
 """The bar warehouse on SQLAlchemy 2 Core: SQLite by default, PostgreSQL by URL, same code.
 
-Tables (schema version 2):
+Tables (schema version 3):
 
 * ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
 * ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
@@ -9,6 +9,8 @@ Tables (schema version 2):
 * ``vendor_status``: each vendor's health from its most recent real calls (v2).
 * ``vendor_limits``: each vendor's shared token bucket and Retry-After/ban block, so every process
   and run calling one vendor respects one rate (v2).
+* ``incidents``: freshness incidents, at most one open per asset, with when each was emailed (v3).
+* ``outbox``: every alert email, deduplicated by key, kept pending until SMTP accepts it (v3).
 * ``schema_version``: the applied schema version; migrations run on start.
 
 Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
@@ -35,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from marketcov_dagster.lib.bars import COLUMNS
 
 WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -120,10 +122,53 @@ vendor_limits = sa.Table(
     sa.Column("blocked_reason", sa.Text, nullable=False),
 )
 
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset_key", sa.String(80), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lag_minutes", sa.Float(precision=53)),
+    sa.Column("max_lag_minutes", sa.Float(precision=53)),
+    sa.Column("last_lag_minutes", sa.Float(precision=53)),
+    sa.Column("last_checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("alert_sent_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("recovery_sent_at", sa.DateTime(timezone=True)),
+    # at most one open incident per asset, whoever evaluates it and however often
+    sa.Index(
+        "ux_incidents_open",
+        "asset_key",
+        unique=True,
+        sqlite_where=sa.text("resolved_at IS NULL"),
+        postgresql_where=sa.text("resolved_at IS NULL"),
+    ),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedup_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_until", sa.Float(precision=53), nullable=False),
+    sa.Index("ix_outbox_pending", "sent_at", "id"),
+)
+
 # schema version -> tables it adds; ensure_schema applies the missing ones in order
 MIGRATIONS: dict[int, list[sa.Table]] = {
     1: [bars, partition_lineage, remediation_log],
     2: [vendor_status, vendor_limits],
+    3: [incidents, outbox],
 }
 HEALTHY = "ok"
 VENDOR_STATES = ("ok", "rate_limited", "banned", "unavailable", "restricted", "auth_failing", "bad_payload")
@@ -425,11 +470,15 @@ class Warehouse:
         df = pd.DataFrame(rows, columns=[c.name for c in t.c])
         return df.sort_values("id").reset_index(drop=True) if limit else df
 
+    def insert_ignore(self, table: sa.Table, row: dict[str, Any], unique_column: str) -> sa.Executable:
+        """``INSERT`` that does nothing when ``unique_column`` already holds the value."""
+        ins = (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table).values(**row)
+        return ins.on_conflict_do_nothing(index_elements=[unique_column])
+
     # ---- vendors: shared rate limit and health --------------------------------------------
     def _vendor_row(self, conn: Connection, table: sa.Table, defaults: dict[str, Any]) -> dict[str, Any]:
         """Lock (or create) one vendor's row for the rest of the transaction."""
-        ins = (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table).values(**defaults)
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["vendor"]))
+        conn.execute(self.insert_ignore(table, defaults, "vendor"))
         q = sa.select(table).where(table.c.vendor == defaults["vendor"])
         if self.dialect == "postgresql":
             q = q.with_for_update()
@@ -528,6 +577,21 @@ class Warehouse:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(vendor_status).order_by(vendor_status.c.vendor)).mappings().all()
         return [dict(r) for r in rows]
+
+    def latest_bar_ts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Open time of the newest stored bar of each (symbol, interval) that has any.
+
+        One indexed ``MAX(ts)`` lookup per pair on one connection: cheap however large ``bars`` is."""
+        q = sa.select(sa.func.max(bars.c.ts)).where(
+            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i")
+        )
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for sym, iv in pairs:
+                ts = conn.execute(q, {"s": sym, "i": iv}).scalar()
+                if ts is not None:
+                    out[(sym, iv)] = int(ts)
+        return out
 
     def count_bars(self, symbol: str | None = None, interval: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(bars)

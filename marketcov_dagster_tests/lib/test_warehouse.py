@@ -164,10 +164,10 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path) -> None:  # typ
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     a = Warehouse(url)
     b = Warehouse(url)
-    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 2
+    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 3
 
 
-def test_version_1_warehouse_is_migrated_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # a warehouse as the version-1 code left it, holding a bar
@@ -180,10 +180,13 @@ def test_version_1_warehouse_is_migrated_in_place(tmp_path) -> None:  # type: ig
         )
     engine.dispose()
     wh = Warehouse(url)
-    assert wh.schema_version() == 2 and wh.count_bars(symbol="OLD") == 1
+    assert wh.schema_version() == 3 and wh.count_bars(symbol="OLD") == 1
     wh.record_vendor_call("alpaca", "ok", "HTTP 200", 200)
     assert wh.vendor_statuses()[0]["state"] == "ok"
-    assert Warehouse(url).schema_version() == 2
+    assert wh.latest_bar_ts([("OLD", "1d"), ("NEW", "1d")]) == {("OLD", "1d"): 0}
+    with wh.engine.connect() as conn:  # the version-3 tables exist
+        assert conn.execute(sa.select(sa.func.count()).select_from(wh_module.incidents)).scalar_one() == 0
+    assert Warehouse(url).schema_version() == 3
 
 
 def test_checksum_canonical_form() -> None:

@@ -1,0 +1,113 @@
+"""Freshness from data, not runs: how far the newest stored bar trails what the calendar says
+should exist by now.
+
+lag = expected latest bar end - latest stored bar end, where the expected end comes from the
+exchange calendar: during a session it is ``now - vendor delay`` (floored to the bar), outside
+sessions (nights, weekends, holidays, after an early close) it is the last session's close. So
+a market that is closed never looks stale, and a 24/7 market never sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+from marketcov_dagster.lib.universe import AssetSpecification
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def expected_end_ms(calendar: TradingCalendar, interval: Interval, now: datetime, delay_minutes: float) -> int | None:
+    """End (epoch ms) of the newest bar a vendor should have served by ``now``; None before any."""
+    t = now - timedelta(minutes=delay_minutes)
+    t_ms = int(t.timestamp() * 1000)
+    if interval == "1d":
+        last = calendar.last_closed_session(t)
+        return calendar.bounds(last).close_ms if last else None
+    opened = calendar.last_opened_session(t)
+    if opened is None:
+        return None
+    b = calendar.bounds(opened)
+    if t_ms >= b.close_ms:
+        return b.close_ms
+    if b.break_start_ms is not None and b.break_end_ms is not None and b.break_start_ms <= t_ms < b.break_end_ms:
+        return b.break_start_ms
+    end = b.open_ms + (t_ms - b.open_ms) // MINUTE_MS * MINUTE_MS
+    if end > b.open_ms:
+        return end
+    # the session has opened but none of its bars has ended yet: the previous close is expected
+    previous = calendar.last_closed_session(t)
+    return calendar.bounds(previous).close_ms if previous else None
+
+
+def bar_end_ms(calendar: TradingCalendar, interval: Interval, ts_ms: int) -> int:
+    """End of the bar opening at ``ts_ms``: a minute later, or the close of a daily bar's session."""
+    if interval != "1d":
+        return ts_ms + MINUTE_MS
+    day = _dt(ts_ms).astimezone(calendar.tz).date()
+    if calendar.is_session(day):
+        return calendar.bounds(day).close_ms
+    return ts_ms + 24 * 60 * MINUTE_MS
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The freshness of one (symbol, interval) at one instant."""
+
+    asset_key: str
+    symbol: str
+    interval: str
+    calendar: str
+    checked_at: str
+    expected_end: str | None
+    latest_end: str | None
+    lag_minutes: float | None
+    threshold_minutes: float
+    stale: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe_lag(self) -> str:
+        if self.latest_end is None:
+            return "no bars stored"
+        return f"{self.lag_minutes:.0f} min"
+
+
+def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime) -> Freshness:
+    """Freshness of ``spec`` given the open time of its newest stored bar (None: no bars)."""
+    cal = get_calendar(spec.calendar)
+    expected = expected_end_ms(cal, spec.interval, now, spec.vendor_delay_minutes)
+    latest = bar_end_ms(cal, spec.interval, latest_ts_ms) if latest_ts_ms is not None else None
+    lag: float | None
+    if expected is None:
+        lag, stale = 0.0, False
+    elif latest is None:
+        lag, stale = None, True
+    else:
+        lag = max(0.0, (expected - latest) / MINUTE_MS)
+        stale = lag > spec.freshness_threshold_minutes
+    return Freshness(
+        asset_key=spec.key_str,
+        symbol=spec.symbol,
+        interval=spec.interval,
+        calendar=spec.calendar,
+        checked_at=now.astimezone(UTC).isoformat(),
+        expected_end=_dt(expected).isoformat() if expected is not None else None,
+        latest_end=_dt(latest).isoformat() if latest is not None else None,
+        lag_minutes=round(lag, 1) if lag is not None else None,
+        threshold_minutes=spec.freshness_threshold_minutes,
+        stale=stale,
+    )
+
+
+def freshness_all(
+    specs: Sequence[AssetSpecification], latest: Mapping[tuple[str, str], int], now: datetime
+) -> list[Freshness]:
+    """Freshness of every spec; ``latest`` maps (symbol, interval) to the newest bar's open time."""
+    return [freshness(s, latest.get((s.symbol, s.interval)), now) for s in specs]

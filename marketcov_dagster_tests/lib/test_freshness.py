@@ -1,0 +1,133 @@
+"""Lag from data at fixed instants: nights, weekends, holidays, early closes, DST, crypto weekends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.freshness import expected_end_ms, freshness
+from marketcov_dagster.lib.intervals import MINUTE_MS
+from marketcov_dagster.lib.universe import AssetSpecification
+
+NY = ZoneInfo("America/New_York")
+UTC_ = ZoneInfo("UTC")
+
+
+def spec(interval: str, calendar: str = "XNYS", delay: float = 15.0) -> AssetSpecification:
+    symbol = "BTCUSDT" if calendar == "24/7" else "AAPL"
+    return AssetSpecification(
+        symbol,
+        interval,
+        "x",
+        calendar,
+        ("synthetic",),
+        90,
+        1.0,
+        60.0,
+        delay,  # type: ignore[arg-type]
+    )
+
+
+def ms(text: str, tz: ZoneInfo = NY) -> int:
+    return int(pd.Timestamp(text, tz=tz).timestamp() * 1000)
+
+
+def at(text: str, tz: ZoneInfo = NY) -> datetime:
+    return pd.Timestamp(text, tz=tz).to_pydatetime()
+
+
+def last_minute_bar(close: str, tz: ZoneInfo = NY) -> int:
+    """Open time of the bar that ends at ``close``."""
+    return ms(close, tz) - MINUTE_MS
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # Friday after the close: the close is expected, nothing more
+        ("2025-01-31 18:00", "2025-01-31 16:00"),
+        # Saturday and Sunday: still Friday's close
+        ("2025-02-01 12:00", "2025-01-31 16:00"),
+        ("2025-02-02 23:00", "2025-01-31 16:00"),
+        # Monday before the open, and in the first 15 minutes (vendor delay): still Friday
+        ("2025-02-03 09:40", "2025-01-31 16:00"),
+        # Monday 10:00: now - 15 min, floored to the minute
+        ("2025-02-03 10:00:30", "2025-02-03 09:45"),
+        # Thanksgiving (holiday): Wednesday's close; Black Friday morning and after its 13:00 early close
+        ("2024-11-28 12:00", "2024-11-27 16:00"),
+        ("2024-11-29 11:00", "2024-11-29 10:45"),
+        ("2024-11-29 15:00", "2024-11-29 13:00"),
+        # DST: Monday after the spring change opens at 13:30 UTC, not 14:30
+        ("2025-03-10 10:00", "2025-03-10 09:45"),
+    ],
+)
+def test_expected_end_of_minute_bars_follows_the_calendar(now: str, expected: str) -> None:
+    assert expected_end_ms(get_calendar("XNYS"), "1m", at(now), 15.0) == ms(expected)
+
+
+def test_dst_week_lag_is_measured_in_real_minutes() -> None:
+    # 2025-03-10 10:00 EDT = 14:00 UTC; bars up to 09:40 EDT are stored -> lag 5 minutes, not 65
+    f = freshness(spec("1m"), ms("2025-03-10 09:39"), at("2025-03-10 10:00"))
+    assert f.lag_minutes == 5.0 and not f.stale
+    assert f.expected_end == "2025-03-10T13:45:00+00:00"
+
+
+def test_no_false_alarm_at_night_weekend_holiday_or_after_an_early_close() -> None:
+    friday_close = last_minute_bar("2025-01-31 16:00")
+    for now in ("2025-01-31 20:00", "2025-02-01 12:00", "2025-02-03 09:44"):
+        f = freshness(spec("1m"), friday_close, at(now))
+        assert f.lag_minutes == 0.0 and not f.stale, now
+    wednesday_close = last_minute_bar("2024-11-27 16:00")
+    assert not freshness(spec("1m"), wednesday_close, at("2024-11-28 15:00")).stale
+    early_close = last_minute_bar("2024-11-29 13:00")
+    f = freshness(spec("1m"), early_close, at("2024-11-29 15:59"))
+    assert f.lag_minutes == 0.0 and not f.stale
+
+
+def test_stale_when_the_data_trails_by_more_than_the_threshold() -> None:
+    # Black Friday morning of an early close: stored up to 10:00, now 11:30 -> expected 11:15, lag 75
+    f = freshness(spec("1m"), ms("2024-11-29 09:59"), at("2024-11-29 11:30"))
+    assert f.lag_minutes == 75.0 and f.stale
+    # Friday after close with bars only to 14:30: stale all weekend, by the same amount
+    for now in ("2025-01-31 18:00", "2025-02-01 12:00"):
+        f = freshness(spec("1m"), ms("2025-01-31 14:29"), at(now))
+        assert f.lag_minutes == 90.0 and f.stale
+
+
+def test_daily_bars_are_expected_after_close_plus_delay() -> None:
+    s = spec("1d", delay=60)
+    thursday = ms("2025-01-30 09:30")  # a daily bar is stamped at its session open
+    friday = ms("2025-01-31 09:30")
+    assert not freshness(s, thursday, at("2025-01-31 16:59")).stale  # within the delay after close
+    late = freshness(s, thursday, at("2025-01-31 17:01"))
+    assert late.stale and late.lag_minutes == 24 * 60.0
+    assert not freshness(s, friday, at("2025-02-02 12:00")).stale  # weekend
+    # Thanksgiving: Wednesday's bar is the newest expected on Thursday, and Friday's early close
+    # (13:00) makes its bar due at 14:00
+    wednesday = ms("2024-11-27 09:30")
+    assert not freshness(s, wednesday, at("2024-11-28 20:00")).stale
+    assert freshness(s, wednesday, at("2024-11-29 14:01")).stale
+
+
+def test_crypto_never_sleeps() -> None:
+    m = spec("1m", "24/7", delay=5)
+    # Saturday noon UTC: bars up to 11:55 are expected
+    assert freshness(m, ms("2025-02-01 11:54", UTC_), at("2025-02-01 12:00", UTC_)).lag_minutes == 0.0
+    f = freshness(m, ms("2025-02-01 09:59", UTC_), at("2025-02-01 12:00", UTC_))
+    assert f.stale and f.lag_minutes == 115.0
+    d = spec("1d", "24/7", delay=30)
+    thursday, friday = ms("2025-01-30 00:00", UTC_), ms("2025-01-31 00:00", UTC_)
+    assert not freshness(d, thursday, at("2025-02-01 00:29", UTC_)).stale  # Friday's bar not due yet
+    assert freshness(d, thursday, at("2025-02-01 00:31", UTC_)).stale
+    # Saturday is a session too: its bar is due on Sunday
+    assert not freshness(d, friday, at("2025-02-02 00:29", UTC_)).stale
+    assert freshness(d, friday, at("2025-02-02 00:31", UTC_)).stale
+
+
+def test_no_bars_at_all_is_stale_and_says_so() -> None:
+    f = freshness(spec("1m"), None, at("2025-02-03 12:00"))
+    assert f.stale and f.lag_minutes is None and f.describe_lag() == "no bars stored"
