@@ -10,26 +10,16 @@ import pytest
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.freshness import expected_end_ms, freshness
-from marketcov_dagster.lib.intervals import MINUTE_MS
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
 from marketcov_dagster.lib.universe import AssetSpecification
 
 NY = ZoneInfo("America/New_York")
 UTC_ = ZoneInfo("UTC")
 
 
-def spec(interval: str, calendar: str = "XNYS", delay: float = 15.0) -> AssetSpecification:
+def spec(interval: Interval, calendar: str = "XNYS", delay: float = 15.0) -> AssetSpecification:
     symbol = "BTCUSDT" if calendar == "24/7" else "AAPL"
-    return AssetSpecification(
-        symbol,
-        interval,
-        "x",
-        calendar,
-        ("synthetic",),
-        90,
-        1.0,
-        60.0,
-        delay,  # type: ignore[arg-type]
-    )
+    return AssetSpecification(symbol, interval, "x", calendar, ("synthetic",), 90, 1.0, 60.0, delay)
 
 
 def ms(text: str, tz: ZoneInfo = NY) -> int:
