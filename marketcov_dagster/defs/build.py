@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
+from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import build_ohlcv_asset, tag_value
 from marketcov_dagster.defs.partitions import sessions_partitions
-from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
+from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
+from marketcov_dagster.lib import mailer
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
 from marketcov_dagster.lib.vendors.registry import (
     ALPACA_KEY_ID_ENV,
@@ -57,13 +60,38 @@ def vendors_resource() -> VendorsResource:
     return VendorsResource(**fields)
 
 
+def email_resource() -> EmailResource:
+    """Every SMTP setting, the password included, reaches Dagster only as an ``EnvVar``."""
+    fields: dict[str, Any] = {}
+    for field_name, env in (
+        ("smtp_host", mailer.SMTP_HOST_ENV),
+        ("smtp_security", mailer.SMTP_SECURITY_ENV),
+        ("smtp_user", mailer.SMTP_USER_ENV),
+        ("smtp_password", mailer.SMTP_PASSWORD_ENV),
+        ("sender", mailer.ALERT_FROM_ENV),
+        ("recipients", mailer.ALERT_TO_ENV),
+        ("subject_prefix", mailer.ALERT_SUBJECT_PREFIX_ENV),
+        ("ui_url", mailer.UI_URL_ENV),
+    ):
+        if os.environ.get(env):
+            fields[field_name] = dg.EnvVar(env)
+    if os.environ.get(mailer.SMTP_PORT_ENV):
+        fields["smtp_port"] = dg.EnvVar.int(mailer.SMTP_PORT_ENV)
+    return EmailResource(**fields)
+
+
 def build_definitions(
     universe: Universe,
     now: datetime | None = None,
     warehouse: WarehouseResource | None = None,
     vendors: VendorsResource | None = None,
+    email: EmailResource | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> dg.Definitions:
-    now = now or datetime.now(UTC)
+    """The code location. ``now`` fixes the partition windows and ``clock`` what the sensors and
+    schedules take as the current time (tests pin both; by default both are the real clock)."""
+    clock = clock or (lambda: datetime.now(UTC))
+    now = now or clock()
     groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
     for spec in universe.specs:
         groups[spec.group].append(spec)
@@ -93,12 +121,15 @@ def build_definitions(
                 description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
             )
         )
+    sensors = [build_freshness_sensor(universe.specs, clock), build_failure_sensor()]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
+        sensors=sensors,
         resources={
             "warehouse": warehouse or warehouse_resource(),
             "vendors": vendors or vendors_resource(),
+            "email": email or email_resource(),
         },
     )

@@ -1,4 +1,4 @@
-"""Dagster resources: the warehouse and the vendor chain."""
+"""Dagster resources: the warehouse, the vendor chain and email."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
+from marketcov_dagster.lib.alerts import DEFAULT_SUBJECT_PREFIX, AlertStyle
 from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.mailer import SmtpSettings, parse_recipients
 from marketcov_dagster.lib.universe import VendorSettings
 from marketcov_dagster.lib.vendors.base import Vendor
 from marketcov_dagster.lib.vendors.registry import Credentials, make_chain
@@ -57,3 +59,33 @@ class VendorsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             },
         )
         return make_chain(names, calendar, settings, warehouse, credentials)
+
+
+class EmailResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """SMTP settings and alert style. Every field comes from a ``MARKETCOV_SMTP_*`` /
+    ``MARKETCOV_ALERT_*`` environment variable as a ``dg.EnvVar`` (see ``build``); with no host or
+    no recipients email is off, and alerts wait in the outbox."""
+
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_security: str = "none"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    sender: str = "marketcov@localhost"
+    recipients: str = ""
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    ui_url: str = "http://127.0.0.1:3000"
+
+    def settings(self) -> SmtpSettings:
+        return SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            security=self.smtp_security.lower(),
+            username=self.smtp_user,
+            password=self.smtp_password,
+            sender=self.sender,
+            recipients=parse_recipients(self.recipients),
+        )
+
+    def style(self) -> AlertStyle:
+        return AlertStyle(ui_url=self.ui_url, subject_prefix=self.subject_prefix)

@@ -140,7 +140,7 @@ def update_incidents(
     now: datetime | None = None,
 ) -> IncidentChanges:
     """Apply one freshness evaluation to the incidents, queueing alert and recovery mails."""
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)  # SQLite keeps no offset: store UTC only
     statuses = warehouse.vendor_statuses()
     changes = IncidentChanges()
     with warehouse.begin() as conn:

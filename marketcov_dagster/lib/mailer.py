@@ -127,3 +127,15 @@ class Mailer:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
             self._smtp = None
+
+
+# the environment variables the email resource reads (see README "Alerts")
+SMTP_HOST_ENV = "MARKETCOV_SMTP_HOST"
+SMTP_PORT_ENV = "MARKETCOV_SMTP_PORT"
+SMTP_SECURITY_ENV = "MARKETCOV_SMTP_SECURITY"
+SMTP_USER_ENV = "MARKETCOV_SMTP_USER"
+SMTP_PASSWORD_ENV = "MARKETCOV_SMTP_PASSWORD"
+ALERT_FROM_ENV = "MARKETCOV_ALERT_FROM"
+ALERT_TO_ENV = "MARKETCOV_ALERT_TO"
+ALERT_SUBJECT_PREFIX_ENV = "MARKETCOV_ALERT_SUBJECT_PREFIX"
+UI_URL_ENV = "MARKETCOV_UI_URL"

@@ -1,0 +1,161 @@
+"""The alert sensors through Dagster's own sensor contexts, a real instance, a real warehouse and a
+real SMTP server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.definitions.sensor_definition import SensorExecutionData  # what the daemon sees
+
+from marketcov_dagster.defs.alerting import FAILURE_SENSOR, FRESHNESS_SENSOR
+from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
+from marketcov_dagster.defs.build import build_definitions
+from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
+from marketcov_dagster.lib import alerts
+from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster_tests.conftest import small_universe
+from marketcov_dagster_tests.fakes.smtp import SmtpServer
+
+T0 = pd.Timestamp("2025-02-03 12:00", tz="America/New_York").to_pydatetime()  # a Monday, mid-session
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def put_bar(wh: Warehouse, symbol: str, at: datetime) -> None:
+    """Store one 1m bar opening at ``at`` (the newest bar is all freshness looks at)."""
+    wh.execute(
+        "INSERT INTO bars (symbol, interval, ts, open, high, low, close, volume) VALUES (:s, '1m', :ts, 1, 1, 1, 1, 1)",
+        {"s": symbol, "ts": int(at.timestamp() * 1000)},
+    )
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> Iterator[tuple[Callable[[], dg.Definitions], Clock, Warehouse, Path]]:
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    clock = Clock(T0)
+    email = EmailResource(
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        recipients="ops@desk.test, quant@desk.test",
+        ui_url="http://ui.test:3000",
+    )
+
+    def defs() -> dg.Definitions:  # what a (re)started code server loads
+        universe = small_universe(
+            intervals={"1d": {"window_days": 30}, "1m": {"window_days": 30}},
+            asset_classes={
+                "us_equity": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1m"], "symbols": ["AAPL"]},
+                "crypto": {"calendar": "24/7", "vendors": ["synthetic"], "intervals": ["1m"], "symbols": ["BTCUSDT"]},
+            },
+        )
+        return build_definitions(universe, warehouse=WarehouseResource(url=url), email=email, clock=clock)
+
+    (tmp_path / "home").mkdir()
+    wh = Warehouse(url)
+    yield defs, clock, wh, tmp_path / "home"
+    wh.dispose()
+
+
+def tick(defs: dg.Definitions, home: Path, name: str, cursor: str | None = None) -> SensorExecutionData:
+    """One evaluation as the daemon does it, on a freshly opened instance (a restart each time)."""
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        sensor = defs.get_repository_def().get_sensor_def(name)
+        ctx = dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
+        )
+        return sensor.evaluate_tick(ctx)
+
+
+def test_freshness_sensor_mails_once_per_incident_across_restarts_and_an_smtp_outage(setup, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    defs, clock, wh, home = setup
+    put_bar(wh, "AAPL", T0 - timedelta(hours=2))  # 1h45m behind the expected 11:45
+    put_bar(wh, "BTCUSDT", T0 - timedelta(minutes=3))
+    messages = []
+    for i in range(4):  # 40 minutes of ticks; every tick a fresh instance and freshly loaded code
+        clock.now = T0 + timedelta(minutes=10 * i)
+        res = tick(defs(), home, FRESHNESS_SENSOR)
+        messages.append(res.skip_message)
+    assert smtp_server.subjects() == ["[marketcov] STALE AAPL 1m: 104 min behind (incident #1)"]
+    assert smtp_server.messages[0]["X-Envelope-To"] == "ops@desk.test, quant@desk.test"
+    assert "http://ui.test:3000/assets/ohlcv/1m/AAPL" in smtp_server.body(0)
+    assert "opened [1]" in messages[0] and "still open 1" in messages[3]
+    assert [i["asset_key"] for i in alerts.list_incidents(wh)] == ["ohlcv/1m/AAPL"]  # BTCUSDT is fresh
+
+    # AAPL catches up while the SMTP server is down: the recovery mail waits, then goes out once
+    smtp_server.stop()
+    put_bar(wh, "AAPL", T0 + timedelta(minutes=30))
+    clock.now = T0 + timedelta(minutes=50)
+    down = tick(defs(), home, FRESHNESS_SENSOR)
+    assert "resolved [1]" in (down.skip_message or "") and "unreachable" in (down.skip_message or "")
+    smtp_server.start()
+    for i in range(2):
+        clock.now = T0 + timedelta(minutes=60 + 10 * i)
+        tick(defs(), home, FRESHNESS_SENSOR)
+    aapl = [s for s in smtp_server.subjects() if "AAPL 1m" in s]
+    assert aapl == [
+        "[marketcov] STALE AAPL 1m: 104 min behind (incident #1)",
+        "[marketcov] RECOVERED AAPL 1m (incident #1, stale for 50m)",
+    ]
+
+
+def test_failure_sensor_mails_each_failed_run_and_failed_check_once(setup, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    defs_fn, _clock, wh, home = setup
+    defs = defs_fn()
+    broken = build_definitions(
+        small_universe(
+            asset_classes={
+                "us_equity": {"calendar": "XNYS", "vendors": ["alpaca"], "intervals": ["1d"], "symbols": ["AAPL"]}
+            }
+        ),
+        now=T0,
+        warehouse=WarehouseResource(url=wh.url),
+    )
+    job = broken.resolve_job_def("ohlcv_xnys_1d_job")
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        # a failure before the sensor first runs is not its to report
+        assert not job.execute_in_process(instance=instance, partition_key="2025-01-30", raise_on_error=False).success
+    first = tick(defs, home, FAILURE_SENSOR)
+    assert "queued 0 run failure(s) and 0 failed check(s)" in (first.skip_message or "")
+
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        failed = job.execute_in_process(instance=instance, partition_key="2025-01-31", raise_on_error=False)
+        assert not failed.success
+        tags = {RANGE_START_TAG: "2025-01-29", RANGE_END_TAG: "2025-01-30"}
+        minute_job = defs.resolve_job_def("ohlcv_xnys_1m_job")
+        key = dg.AssetKey(["ohlcv", "1m", "AAPL"])
+        assert minute_job.execute_in_process(instance=instance, asset_selection=[key], tags=tags).success
+        wh.execute("DELETE FROM bars WHERE symbol = 'AAPL' AND interval = '1m' AND ts % 7 = 0")  # damage
+        verify = defs.resolve_job_def("ohlcv_xnys_1m_verify_job")
+        checked = verify.execute_in_process(instance=instance, asset_selection=[], tags=tags, raise_on_error=False)
+        assert checked.success  # failed checks do not fail the run: hence the email
+    second = tick(defs, home, FAILURE_SENSOR, first.cursor)
+    third = tick(defs, home, FAILURE_SENSOR, second.cursor)
+    assert "queued 1 run failure(s) and 2 failed check(s)" in (second.skip_message or "")
+    assert "queued 0 run failure(s) and 0 failed check(s)" in (third.skip_message or "")
+    subjects = smtp_server.subjects()
+    assert subjects[0] == f"[marketcov] RUN FAILED ohlcv_xnys_1d_job (run {failed.run_id[:8]})"
+    assert f"http://ui.test:3000/runs/{failed.run_id}" in smtp_server.body(0)
+    assert "step ohlcv__1d__AAPL: " in smtp_server.body(0)
+    assert "AAPL 1d: every vendor failed: ['alpaca: no API key" in smtp_server.body(0)
+    check_mails = sorted(subjects[1:])
+    assert [s.split(" (run")[0] for s in check_mails] == [
+        "[marketcov] CHECK FAILED ohlcv/1m/AAPL bar_count_matches_calendar: 2 partition(s)",
+        "[marketcov] CHECK FAILED ohlcv/1m/AAPL checksum_matches: 2 partition(s)",
+    ]
+    bodies = "\n".join(smtp_server.body(i) for i in range(1, 3))
+    assert "2025-01-29, 2025-01-30" in bodies and "ohlcv/1m/AAPL?view=checks" in bodies
+    assert len(subjects) == 3
+    assert wh.count_bars(symbol="AAPL") > 0 and datetime.now(UTC) > T0
