@@ -14,13 +14,10 @@ from datetime import date, datetime
 
 import dagster as dg
 
-from marketcov_dagster.defs.build import group_job_name
+from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import backfill_sessions
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ from typing import Any
 import dagster as dg
 
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
-from marketcov_dagster.defs.assets import build_ohlcv_asset, tag_value
-from marketcov_dagster.defs.partitions import sessions_partitions
+from marketcov_dagster.defs.assets import build_ohlcv_asset
+from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
+from marketcov_dagster.defs.schedules import build_group_schedule
 from marketcov_dagster.lib import mailer
+from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
 from marketcov_dagster.lib.vendors.registry import (
     ALPACA_KEY_ID_ENV,
@@ -29,14 +31,6 @@ from marketcov_dagster.lib.warehouse import WAREHOUSE_URL_ENV
 # both knowingly (see README), so their warnings would only be noise in every log.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
-
-def group_job_name(calendar: str, interval: str) -> str:
-    return f"ohlcv_{tag_value(calendar).lower()}_{interval}_job"
-
-
-def verify_job_name(calendar: str, interval: str) -> str:
-    return f"ohlcv_{tag_value(calendar).lower()}_{interval}_verify_job"
 
 
 def warehouse_resource() -> WarehouseResource:
@@ -92,13 +86,14 @@ def build_definitions(
     schedules take as the current time (tests pin both; by default both are the real clock)."""
     clock = clock or (lambda: datetime.now(UTC))
     now = now or clock()
-    groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
+    groups: dict[tuple[str, Interval], list[AssetSpecification]] = defaultdict(list)
     for spec in universe.specs:
         groups[spec.group].append(spec)
 
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
     for (calendar, interval), specs in sorted(groups.items()):
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
         group_assets = []
@@ -107,9 +102,13 @@ def build_definitions(
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)
+        job_name = group_job_name(calendar, interval)
+        schedules.append(
+            build_group_schedule(calendar, interval, universe.config.intervals[interval], job_name, now.date())
+        )
         jobs.append(
             dg.define_asset_job(
-                group_job_name(calendar, interval),
+                job_name,
                 selection=dg.AssetSelection.assets(*group_assets),
                 description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
             )
@@ -127,6 +126,7 @@ def build_definitions(
         asset_checks=checks,
         jobs=jobs,
         sensors=sensors,
+        schedules=schedules,
         resources={
             "warehouse": warehouse or warehouse_resource(),
             "vendors": vendors or vendors_resource(),

@@ -10,6 +10,21 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.windows import window_start
 
 WEEKENDS_CRON = "0 0 * * 6,0"
+# the tags a single run over a partition range carries (as a single-run backfill from the UI does)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def _name_part(calendar: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in calendar).lower()
+
+
+def group_job_name(calendar: str, interval: str) -> str:
+    return f"ohlcv_{_name_part(calendar)}_{interval}_job"
+
+
+def verify_job_name(calendar: str, interval: str) -> str:
+    return f"ohlcv_{_name_part(calendar)}_{interval}_verify_job"
 
 
 def sessions_partitions(calendar_name: str, window_days: int, now: datetime) -> dg.DailyPartitionsDefinition:

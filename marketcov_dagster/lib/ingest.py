@@ -39,6 +39,7 @@ class PartitionResult:
     quarantined: int
     gap: bool
     kept_existing: bool = False
+    fetched_rows: int = 0
 
     def metadata(self) -> dict[str, object]:
         """Plain-Python metadata for this partition's materialization."""
@@ -54,6 +55,7 @@ class PartitionResult:
             "quarantined": self.quarantined,
             "gap": self.gap,
             "kept_existing": self.kept_existing,
+            "fetched_rows": self.fetched_rows,
         }
 
 
@@ -64,6 +66,7 @@ class _Candidate:
     vendor: str
     bars: pd.DataFrame
     quarantined: int
+    fetched: int
 
 
 def expected_as_of(bounds: SessionBounds, interval: Interval, now_ms: int) -> int:
@@ -105,6 +108,14 @@ def ingest_sessions(
         raise SessionNotStartedError(
             f"{symbol} {interval}: session(s) {future} have not opened yet; nothing was fetched"
         )
+    # a refresh of today's still-open minute session fetches only the bars after those stored
+    stored: pd.DataFrame | None = None
+    fetch_from_ms = 0
+    if interval != "1d" and len(bounds) == 1 and bounds[0].close_ms > now_ms:
+        stored = warehouse.read_bars(symbol, interval, *calendar.partition_window_ms(bounds[0].session))
+        stored = stored[session_mask(stored["ts"].to_numpy(dtype=np.int64), bounds, interval)]
+        if len(stored):
+            fetch_from_ms = int(stored["ts"].iloc[-1]) + MINUTE_MS
     entry = {"symbol": symbol, "interval": interval, "run_id": run_id}
     remediation: list[dict[str, object]] = []
     expected = {b.session: expected_as_of(b, interval, now_ms) for b in bounds}
@@ -120,7 +131,7 @@ def ingest_sessions(
             msg = f"{len(todo)} session(s) {todo[0].session}..{todo[-1].session} fall back to {vendor.name}"
             if log:
                 log(f"{symbol} {interval}: {msg}")
-        start = datetime.fromtimestamp(todo[0].open_ms / 1000, UTC)
+        start = datetime.fromtimestamp(max(todo[0].open_ms, fetch_from_ms) / 1000, UTC)
         end = datetime.fromtimestamp(todo[-1].close_ms / 1000, UTC)
         try:
             frame = vendor.fetch_bars(symbol, interval, start, end)
@@ -159,7 +170,11 @@ def ingest_sessions(
                         "detail": f"quarantined {int(bad.sum())} bar(s): {detail}",
                     }
                 )
-            cand = _Candidate(vendor.name, part, int(bad.sum()))
+            fetched = len(part)
+            if stored is not None and len(stored):
+                new = part[part["ts"] >= fetch_from_ms]
+                part = pd.concat([stored, new], ignore_index=True) if len(new) else stored.reset_index(drop=True)
+            cand = _Candidate(vendor.name, part, int(bad.sum()), fetched)
             if len(part) >= required_bars(expected[b.session], min_completeness):
                 best[b.session] = cand
                 del remaining[b.session]
@@ -216,6 +231,7 @@ def ingest_sessions(
                     quarantined=cand.quarantined,
                     gap=old.rows < want,
                     kept_existing=True,
+                    fetched_rows=cand.fetched,
                 )
             )
             continue
@@ -258,6 +274,7 @@ def ingest_sessions(
                 session_closed=b.close_ms <= now_ms,
                 quarantined=cand.quarantined,
                 gap=gap,
+                fetched_rows=cand.fetched,
             )
         )
     if writes:

@@ -13,8 +13,8 @@ import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData  # what the daemon sees
 
 from marketcov_dagster.defs.alerting import FAILURE_SENSOR, FRESHNESS_SENSOR
-from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.build import build_definitions
+from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.warehouse import Warehouse

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.event_api import PartitionKeyFilter  # no public way to filter check history by partition
 
-from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.history import cache_for, coverage_for
+from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VALID, CHECK_NAMES, CHECKSUM_MATCHES
 from marketcov_dagster.lib.warehouse import Warehouse

@@ -12,9 +12,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from marketcov_dagster.defs.backfill import RANGE_END_TAG, RANGE_START_TAG
-from marketcov_dagster.defs.build import build_definitions, group_job_name
+from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.history import coverage_for
+from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
