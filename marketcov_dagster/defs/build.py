@@ -15,6 +15,7 @@ from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshnes
 from marketcov_dagster.defs.assets import build_ohlcv_asset
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
+from marketcov_dagster.defs.retention import build_retention_job
 from marketcov_dagster.defs.schedules import build_group_schedule
 from marketcov_dagster.lib import mailer
 from marketcov_dagster.lib.intervals import Interval
@@ -120,13 +121,16 @@ def build_definitions(
                 description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
             )
         )
+    retention_job, retention_schedule = build_retention_job(
+        [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
+    )
     sensors = [build_freshness_sensor(universe.specs, clock), build_failure_sensor()]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=jobs,
+        jobs=[*jobs, retention_job],
         sensors=sensors,
-        schedules=schedules,
+        schedules=[*schedules, retention_schedule],
         resources={
             "warehouse": warehouse or warehouse_resource(),
             "vendors": vendors or vendors_resource(),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from marketcov_dagster.defs.retention import expired_so_far
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, asset_coverage
 from marketcov_dagster.lib.metacache import MetadataCache
@@ -79,7 +80,8 @@ def coverage_for(
             key = dg.AssetKey(list(spec.key_path))
             present = set(instance.get_materialized_partitions(key))
             rows = refresh_rows(instance, cache, key, present)
-            out.append(asset_coverage(spec, get_calendar(spec.calendar), present, rows, now))
+            expired = expired_so_far(instance, key)
+            out.append(asset_coverage(spec, get_calendar(spec.calendar), present, rows, now, expired))
         return out
     finally:
         cache.close()

@@ -42,6 +42,8 @@ class AssetCoverage:
     segments: list[Segment]
     missing: list[str]
     partial: list[str]
+    expired_sessions: int = 0  # sessions the retention job deleted: outside the window, not missing
+    expired_before: str | None = None
 
 
 def asset_coverage(
@@ -50,6 +52,7 @@ def asset_coverage(
     present: set[str],
     rows_by_partition: Mapping[str, int],
     now: datetime,
+    expired: tuple[int, str | None] = (0, None),
 ) -> AssetCoverage:
     expected = expected_sessions(calendar, spec.window_days, now)
     segments: list[Segment] = []
@@ -94,6 +97,8 @@ def asset_coverage(
         segments=segments,
         missing=missing,
         partial=partial,
+        expired_sessions=expired[0],
+        expired_before=expired[1],
     )
 
 
@@ -111,12 +116,24 @@ def report(assets: Sequence[AssetCoverage], generated_at: datetime) -> dict[str,
             "coverage_pct": round(100.0 * covered / expected, 2) if expected else 100.0,
             "missing_sessions": sum(len(a.missing) for a in assets),
             "partial_sessions": sum(len(a.partial) for a in assets),
+            "expired_sessions": sum(a.expired_sessions for a in assets),
             "rows": sum(a.rows for a in assets),
         },
     }
 
 
-_TABLE_COLUMNS = ("asset_key", "coverage_pct", "covered", "segments", "missing", "partial", "first", "last", "rows")
+_TABLE_COLUMNS = (
+    "asset_key",
+    "coverage_pct",
+    "covered",
+    "segments",
+    "missing",
+    "partial",
+    "first",
+    "last",
+    "rows",
+    "expired",
+)
 
 
 def _row(a: AssetCoverage) -> list[str]:
@@ -130,6 +147,7 @@ def _row(a: AssetCoverage) -> list[str]:
         a.first_session or "-",
         a.last_session or "-",
         str(a.rows),
+        str(a.expired_sessions),
     ]
 
 
@@ -159,6 +177,7 @@ def to_csv(assets: Sequence[AssetCoverage]) -> str:
             "first_session",
             "last_session",
             "rows",
+            "expired_sessions",
         ]
     )
     for a in assets:
@@ -177,6 +196,7 @@ def to_csv(assets: Sequence[AssetCoverage]) -> str:
                 a.first_session or "",
                 a.last_session or "",
                 a.rows,
+                a.expired_sessions,
             ]
         )
     return buf.getvalue()

@@ -171,6 +171,7 @@ MIGRATIONS: dict[int, list[sa.Table]] = {
     3: [incidents, outbox],
 }
 HEALTHY = "ok"
+RETENTION = "retention"  # the lineage "vendor" of a session whose bars the retention job deleted
 VENDOR_STATES = ("ok", "rate_limited", "banned", "unavailable", "restricted", "auth_failing", "bad_payload")
 
 
@@ -577,6 +578,60 @@ class Warehouse:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(vendor_status).order_by(vendor_status.c.vendor)).mappings().all()
         return [dict(r) for r in rows]
+
+    def expire_before(
+        self, symbol: str, interval: str, first_kept: str, cutoff_ms: int, run_id: str, empty_checksum: str
+    ) -> tuple[list[str], int]:
+        """Delete the bars of every session before ``first_kept`` (bars before ``cutoff_ms``) and
+        record each expired session in the lineage as written by ``retention`` with 0 rows.
+
+        Returns the sessions newly expired and the number of bars deleted; running it again
+        finds nothing to do."""
+        t = partition_lineage
+        now = datetime.now(UTC)
+        latest = (
+            sa.select(
+                t.c.session,
+                t.c.vendor,
+                t.c.checksum,
+                sa.func.row_number().over(partition_by=t.c.session, order_by=t.c.id.desc()).label("rn"),
+            )
+            .where(t.c.symbol == symbol, t.c.interval == interval, t.c.session < first_kept)
+            .subquery()
+        )
+        with self.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{symbol}|{interval}"})
+            live = conn.execute(
+                sa.select(latest.c.session, latest.c.checksum)
+                .where(latest.c.rn == 1, latest.c.vendor != RETENTION)
+                .order_by(latest.c.session)
+            ).all()
+            deleted = conn.execute(
+                bars.delete().where(bars.c.symbol == symbol, bars.c.interval == interval, bars.c.ts < cutoff_ms)
+            ).rowcount
+            if live:
+                conn.execute(
+                    t.insert(),
+                    [
+                        {
+                            "symbol": symbol,
+                            "interval": interval,
+                            "session": session,
+                            "vendor": RETENTION,
+                            "run_id": run_id,
+                            "rows": 0,
+                            "expected_rows": 0,
+                            "checksum": empty_checksum,
+                            "previous_checksum": checksum,
+                            "first_bar": None,
+                            "last_bar": None,
+                            "written_at": now,
+                        }
+                        for session, checksum in live
+                    ],
+                )
+        return [str(s) for s, _ in live], int(deleted)
 
     def latest_bar_ts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Open time of the newest stored bar of each (symbol, interval) that has any.

@@ -52,6 +52,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_xnys_1m_schedule": ("5-59/15 9-16 * * 1,2,3,4,5", "America/New_York"),
         "ohlcv_24_7_1d_schedule": ("30 0 * * *", "UTC"),
         "ohlcv_24_7_1m_schedule": ("5-59/15 * * * *", "UTC"),
+        "retention_schedule": ("15 2 * * *", "UTC"),
     }
     # one run per group per tick: each schedule targets its group's job, every symbol inside it
     assert {s.job_name for s in defs.schedules} == {  # type: ignore[union-attr]
@@ -59,6 +60,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_xnys_1m_job",
         "ohlcv_24_7_1d_job",
         "ohlcv_24_7_1m_job",
+        "retention_job",
     }
 
 
