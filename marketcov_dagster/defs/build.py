@@ -13,6 +13,7 @@ import dagster as dg
 
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import build_ohlcv_asset
+from marketcov_dagster.defs.healing import build_healing_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
 from marketcov_dagster.defs.retention import build_retention_job
@@ -124,7 +125,12 @@ def build_definitions(
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )
-    sensors = [build_freshness_sensor(universe.specs, clock), build_failure_sensor()]
+    group_jobs = [j for j in jobs if not j.name.endswith("_verify_job")]
+    sensors = [
+        build_freshness_sensor(universe.specs, clock),
+        build_failure_sensor(),
+        build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
+    ]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

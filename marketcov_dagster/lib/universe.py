@@ -164,12 +164,23 @@ class AssetClassConfig(BaseModel):
         return v
 
 
+class HealingSettings(BaseModel):
+    """The gap-healing sensor (off until started in the UI)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_runs_per_tick: int = Field(default=4, ge=1, le=100, description="Runs one tick may request.")
+    max_in_flight: int = Field(default=8, ge=1, le=1000, description="Healing runs queued or running at once.")
+    interval_seconds: int = Field(default=300, ge=30, description="Seconds between ticks.")
+
+
 class UniverseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     intervals: dict[Interval, IntervalSettings]
     asset_classes: dict[str, AssetClassConfig] = Field(min_length=1)
     vendors: dict[str, VendorSettings] = Field(default_factory=dict)
+    healing: HealingSettings = Field(default_factory=HealingSettings)
 
     @model_validator(mode="before")
     @classmethod
