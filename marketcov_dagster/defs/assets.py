@@ -42,6 +42,7 @@ def build_ohlcv_asset(
     spec: AssetSpecification,
     partitions_def: dg.PartitionsDefinition,
     vendor_settings: Mapping[str, VendorSettings],
+    freshness_policy: dg.FreshnessPolicy | None = None,
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     key = dg.AssetKey(list(spec.key_path))
     cal = get_calendar(spec.calendar)
@@ -52,6 +53,7 @@ def build_ohlcv_asset(
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=f"ohlcv_{spec.interval}",
         pool=spec.pool,
+        freshness_policy=freshness_policy,
         description=(
             f"{spec.interval} OHLCV bars of {spec.symbol} ({spec.asset_class}, {spec.calendar}); "
             f"one partition per session, fetched from {' -> '.join(spec.vendors)}."

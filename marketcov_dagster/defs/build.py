@@ -19,6 +19,8 @@ from marketcov_dagster.defs.resources import EmailResource, VendorsResource, War
 from marketcov_dagster.defs.retention import build_retention_job
 from marketcov_dagster.defs.schedules import build_group_schedule
 from marketcov_dagster.lib import mailer
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.freshness import ui_freshness_windows
 from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
 from marketcov_dagster.lib.vendors.registry import (
@@ -99,8 +101,11 @@ def build_definitions(
     for (calendar, interval), specs in sorted(groups.items()):
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
         group_assets = []
+        settings = universe.config.intervals[interval]
+        fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
+        policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
         for spec in specs:
-            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors)
+            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy)
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)

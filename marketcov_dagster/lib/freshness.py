@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
-from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.universe import AssetSpecification, IntervalSettings
 
 
 def _dt(ms: int) -> datetime:
@@ -111,3 +112,32 @@ def freshness_all(
 ) -> list[Freshness]:
     """Freshness of every spec; ``latest`` maps (symbol, interval) to the newest bar's open time."""
     return [freshness(s, latest.get((s.symbol, s.interval)), now) for s in specs]
+
+
+def longest_pause(calendar: TradingCalendar, today: date, until: str = "open") -> timedelta:
+    """The longest stretch from one session's close to the next session's open (``until="open"``)
+    or close (``"close"``) within a year either side of ``today``: a long weekend, Christmas, an
+    exceptional closure."""
+    sessions = [calendar.bounds(s) for s in calendar.sessions(today - timedelta(days=366), today + timedelta(days=366))]
+    gaps = [(b.open_ms if until == "open" else b.close_ms) - a.close_ms for a, b in pairwise(sessions)]
+    return timedelta(milliseconds=max(gaps, default=0))
+
+
+def ui_freshness_windows(
+    calendar: TradingCalendar, interval: Interval, settings: IntervalSettings, today: date
+) -> tuple[timedelta, timedelta | None]:
+    """(fail, warn) windows for Dagster's ``FreshnessPolicy.time_window``.
+
+    Dagster judges freshness by the newest materialization of *any* partition, so these windows
+    only say "the schedules are writing": the longest pause between scheduled writes the calendar
+    allows, plus the alert threshold. Closed markets therefore never show as degraded; the
+    per-asset truth comes from the freshness sensor. 24/7 markets also get a warn window."""
+    threshold = timedelta(minutes=settings.freshness_threshold_minutes)
+    if interval == "1d":
+        pause = timedelta(days=1) if calendar.always_open else longest_pause(calendar, today, "close")
+    else:
+        every = timedelta(minutes=settings.refresh_every_minutes)
+        pause = every if calendar.always_open else longest_pause(calendar, today, "open") + every
+    fail = pause + timedelta(minutes=settings.schedule_delay_minutes) + threshold
+    warn = fail - threshold / 2 if calendar.always_open else None
+    return fail, warn

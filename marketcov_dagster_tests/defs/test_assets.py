@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy  # what FreshnessPolicy.time_window gives
 from dagster._core.event_api import PartitionKeyFilter  # no public way to filter check history by partition
 
 from marketcov_dagster.defs.build import build_definitions
@@ -56,6 +57,10 @@ def test_code_location_shape() -> None:
     keys = {a.key for a in defs.resolve_all_asset_specs()}
     assert AAPL_1M in keys and BRK_1D in keys and dg.AssetKey(["ohlcv", "1m", "BTCUSDT"]) in keys
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key == BRK_1D)
+    # the UI's freshness state: every asset has a policy whose window spans the calendar's closures
+    assert all(s.freshness_policy is not None for s in defs.resolve_all_asset_specs())
+    policy = spec.freshness_policy
+    assert isinstance(policy, TimeWindowFreshnessPolicy) and policy.fail_window.to_timedelta().days >= 4
     assert spec.metadata["symbol"] == "BRK.B" and spec.group_name == "ohlcv_1d"
     assert spec.tags["exchange"] == "XNYS" and spec.tags["asset_class"] == "us_equity"
     names = {j.name for j in defs.jobs}  # type: ignore[union-attr]

@@ -121,3 +121,24 @@ def test_crypto_never_sleeps() -> None:
 def test_no_bars_at_all_is_stale_and_says_so() -> None:
     f = freshness(spec("1m"), None, at("2025-02-03 12:00"))
     assert f.stale and f.lag_minutes is None and f.describe_lag() == "no bars stored"
+
+
+def test_ui_freshness_windows_cover_every_closure_of_the_calendar() -> None:
+    from datetime import date, timedelta
+
+    from marketcov_dagster.lib.freshness import longest_pause, ui_freshness_windows
+    from marketcov_dagster.lib.universe import IntervalSettings
+
+    xnys, crypto = get_calendar("XNYS"), get_calendar("24/7")
+    today = date(2025, 3, 1)
+    # Easter 2025: Thursday 17 April 16:00 close -> Monday 21 April 09:30 open
+    assert longest_pause(xnys, today, "open") >= timedelta(days=3, hours=17, minutes=30)
+    assert longest_pause(crypto, today, "open") == timedelta(0)
+    minute = IntervalSettings(window_days=90, vendor_delay_minutes=15, schedule_delay_minutes=5, expire=True)
+    fail, warn = ui_freshness_windows(xnys, "1m", minute, today)
+    assert warn is None and fail == longest_pause(xnys, today, "open") + timedelta(minutes=15 + 5 + 60)
+    fail, warn = ui_freshness_windows(crypto, "1m", minute, today)
+    assert (fail, warn) == (timedelta(minutes=80), timedelta(minutes=50))
+    daily = IntervalSettings(window_days=900, vendor_delay_minutes=60, schedule_delay_minutes=30, expire=False)
+    fail, _ = ui_freshness_windows(xnys, "1d", daily, today)
+    assert fail >= timedelta(days=4, hours=1, minutes=30)  # Thursday close -> Monday close, + delay + threshold
