@@ -1,5 +1,5 @@
-"""The ``marketcov`` command: backfill through Dagster, report coverage, vendor health and the
-remediation log.
+"""The ``marketcov`` command: backfill through Dagster, report coverage, freshness status, vendor
+health and the remediation log.
 
 Imports are lazy so ``marketcov --help`` and argument errors answer fast.
 """
@@ -13,6 +13,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from marketcov_dagster.lib.universe import AssetSpecification
 
 
 def _csv_list(value: str) -> list[str]:
@@ -41,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("vendors", help="each vendor's health from its most recent real calls")
     v.add_argument("--format", choices=("table", "json"), default="table")
 
+    st = sub.add_parser("status", help="freshness per asset, open incidents, recent alerts and vendor health")
+    filters(st)
+    st.add_argument("--format", choices=("table", "json"), default="table")
+
     r = sub.add_parser("remediation", help="list or export the remediation log")
     filters(r)
     r.add_argument(
@@ -57,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch")
 
 
-def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None) -> int:
-    """``vendors`` and ``remediation`` read only the warehouse: no Dagster instance needed."""
+def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, specs: list[AssetSpecification]) -> int:
+    """``status``, ``vendors`` and ``remediation`` read only the warehouse: no Dagster instance needed."""
     import pandas as pd
 
     from marketcov_dagster.lib.warehouse import Warehouse
@@ -73,6 +81,12 @@ def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None) -> 
         if args.limit is not None and args.limit <= 0:
             raise BadRangeError("--limit must be a positive number")
     wh = Warehouse()
+    if args.command == "status":
+        from marketcov_dagster.lib.status import status_report, to_text
+
+        report = status_report(wh, specs, datetime.now(UTC))
+        print(json.dumps(report, indent=2) if args.format == "json" else to_text(report))
+        return 0
     if args.command == "vendors":
         statuses = wh.vendor_statuses()
         for row in statuses:
@@ -130,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = parse_day(args.start, "--start") if getattr(args, "start", None) else None
         end = parse_day(args.end, "--end") if getattr(args, "end", None) else None
         _ensure_dagster_home()
-        if args.command in ("vendors", "remediation"):
-            return _warehouse_commands(args, args.symbols if args.command == "remediation" else None)
+        if args.command in ("status", "vendors", "remediation"):
+            return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
     except (ConfigError, BadRangeError) as e:
         print(f"marketcov: {e}", file=sys.stderr)
         return 2

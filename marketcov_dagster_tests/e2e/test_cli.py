@@ -141,3 +141,43 @@ def test_vendors_and_remediation_commands(home: Path) -> None:
     ]:
         bad = marketcov(args, env)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+
+
+def test_status_shows_lag_incidents_alerts_and_vendors(home: Path) -> None:
+    from marketcov_dagster.lib import alerts
+    from marketcov_dagster.lib.freshness import freshness
+    from marketcov_dagster.lib.mailer import SmtpSettings
+    from marketcov_dagster.lib.universe import load_universe
+
+    env = base_env(home, None)
+    wh = Warehouse(f"sqlite:///{home / 'marketcov_warehouse.sqlite'}")
+    three_hours_ago = int((datetime.now(UTC) - timedelta(hours=3)).timestamp() * 1000) // 60_000 * 60_000
+    wh.execute(
+        "INSERT INTO bars VALUES ('BTCUSDT', '1m', :ts, 1, 1, 1, 1, 1)",
+        {"ts": three_hours_ago},
+    )
+    wh.record_vendor_call("binance", "unavailable", "klines BTCUSDT: HTTP 503", 503)
+    spec = next(s for s in load_universe(home / "marketcov.yaml").specs if s.key_str == "ohlcv/1m/BTCUSDT")
+    alerts.update_incidents(wh, [freshness(spec, three_hours_ago, datetime.now(UTC))], {}, alerts.AlertStyle())
+    assert alerts.flush_outbox(wh, SmtpSettings()).pending == 1  # email off: the alert waits
+
+    out = marketcov(["status", "--format", "json", "--intervals", "1m"], env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    by_key = {a["asset_key"]: a for a in doc["assets"]}
+    btc = by_key["ohlcv/1m/BTCUSDT"]
+    assert (
+        btc["stale"] and 160 <= btc["lag_minutes"] <= 170
+    )  # 3 h less the 15 min vendor delay and btc["open_incident"] == 1
+    assert by_key["ohlcv/1m/AAPL"]["latest_end"] is None and by_key["ohlcv/1m/AAPL"]["stale"]
+    assert [i["asset_key"] for i in doc["open_incidents"]] == ["ohlcv/1m/BTCUSDT"]
+    assert doc["pending_alerts"] == 1 and doc["recent_alerts"][0]["subject"].startswith("[marketcov] STALE BTCUSDT 1m")
+    assert doc["vendors"][0]["vendor"] == "binance" and doc["vendors"][0]["state"] == "unavailable"
+    assert set(by_key) == {"ohlcv/1m/AAPL", "ohlcv/1m/BRK_2E_B", "ohlcv/1m/BTCUSDT"}
+
+    table = marketcov(["status", "--symbols", "BTCUSDT"], env)
+    assert table.returncode == 0 and "STALE" in table.stdout and "#1" in table.stdout
+    assert "1 alert email(s) pending" in table.stdout and "vendor binance: unavailable" in table.stdout
+    bad = marketcov(["status", "--symbols", "NOPE"], env)
+    assert bad.returncode == 2 and "unknown symbol" in bad.stderr
+    wh.dispose()

@@ -1,0 +1,103 @@
+"""``marketcov status``: freshness, incidents, alerts and vendor health in one read of the warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from marketcov_dagster.lib import alerts
+from marketcov_dagster.lib.freshness import freshness_all
+from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.warehouse import Warehouse
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
+    latest = warehouse.latest_bar_ts([(s.symbol, s.interval) for s in specs])
+    results = freshness_all(specs, latest, now)
+    latest_incident: dict[str, dict[str, Any]] = {}
+    for inc in reversed(alerts.list_incidents(warehouse)):  # oldest first: the newest wins
+        latest_incident[inc["asset_key"]] = inc
+    assets = []
+    for f in results:
+        inc = latest_incident.get(f.asset_key)
+        sent = [t for t in ((inc or {}).get("alert_sent_at"), (inc or {}).get("recovery_sent_at")) if t]
+        assets.append(
+            {
+                **f.as_dict(),
+                "open_incident": inc["id"] if inc and inc["resolved_at"] is None else None,
+                "last_alert_at": _iso(max(sent)) if sent else None,
+            }
+        )
+    open_incidents = [
+        {
+            "id": i["id"],
+            "asset_key": i["asset_key"],
+            "opened_at": _iso(i["opened_at"]),
+            "lag_minutes": i["last_lag_minutes"],
+            "max_lag_minutes": i["max_lag_minutes"],
+            "emailed_at": _iso(i["alert_sent_at"]),
+        }
+        for i in alerts.list_incidents(warehouse, open_only=True)
+    ]
+    recent = [
+        {
+            "subject": m["subject"],
+            "kind": m["kind"],
+            "queued_at": _iso(m["created_at"]),
+            "sent_at": _iso(m["sent_at"]),
+            "attempts": m["attempts"],
+            "last_error": m["last_error"],
+        }
+        for m in alerts.list_outbox(warehouse, limit=5)
+    ]
+    vendors = [
+        {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in warehouse.vendor_statuses()
+    ]
+    return {
+        "checked_at": now.isoformat(),
+        "stale": sum(1 for a in assets if a["stale"]),
+        "assets": assets,
+        "open_incidents": open_incidents,
+        "pending_alerts": alerts.pending_count(warehouse),
+        "recent_alerts": recent,
+        "vendors": vendors,
+    }
+
+
+def to_text(report: dict[str, Any]) -> str:
+    cols = ("asset_key", "lag", "threshold", "stale", "latest_end", "incident", "last_alert_at")
+    rows = [list(cols)]
+    for a in report["assets"]:
+        lag = "no bars" if a["latest_end"] is None else f"{a['lag_minutes']:.0f}m"
+        rows.append(
+            [
+                a["asset_key"],
+                lag,
+                f"{a['threshold_minutes']:.0f}m",
+                "STALE" if a["stale"] else "ok",
+                a["latest_end"] or "-",
+                f"#{a['open_incident']}" if a["open_incident"] else "-",
+                a["last_alert_at"] or "-",
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(
+        f"{report['stale']} stale of {len(report['assets'])}; {len(report['open_incidents'])} open incident(s); "
+        f"{report['pending_alerts']} alert email(s) pending"
+    )
+    for m in report["recent_alerts"]:
+        state = f"sent {m['sent_at']}" if m["sent_at"] else f"PENDING ({m['attempts']} attempt(s): {m['last_error']})"
+        lines.append(f"  alert: {m['subject']} [{state}]")
+    for v in report["vendors"]:
+        lines.append(f"  vendor {v['vendor']}: {v['state']} since {v['since']} ({v['detail']})")
+    if not report["vendors"]:
+        lines.append("  vendors: none called yet")
+    return "\n".join(lines)
