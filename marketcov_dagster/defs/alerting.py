@@ -21,8 +21,6 @@ from marketcov_dagster.lib.warehouse import Warehouse
 
 FRESHNESS_SENSOR = "freshness_alerts"
 FAILURE_SENSOR = "failure_alerts"
-FRESHNESS_INTERVAL_SECONDS = 600
-FAILURE_INTERVAL_SECONDS = 60
 _RUN_END_EVENTS = {
     "failure": dg.DagsterEventType.RUN_FAILURE,
     "success": dg.DagsterEventType.RUN_SUCCESS,
@@ -36,17 +34,20 @@ def _flush_note(result: alerts.FlushResult) -> str:
 
 
 def build_freshness_sensor(
-    specs: Sequence[AssetSpecification], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    specs: Sequence[AssetSpecification],
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    interval_seconds: int = 600,
 ) -> dg.SensorDefinition:
     vendors_by_asset = {s.key_str: s.vendors for s in specs}
     pairs = [(s.symbol, s.interval) for s in specs]
 
     @dg.sensor(
         name=FRESHNESS_SENSOR,
-        minimum_interval_seconds=FRESHNESS_INTERVAL_SECONDS,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Every 10 minutes: lag of each asset's newest stored bar against the calendar. A lag over "
-        "the threshold opens an incident and sends one email; catching up resolves it with one recovery email.",
+        description=f"Every {interval_seconds} s: lag of each asset's newest stored bar against the calendar. "
+        "A lag over the threshold opens an incident and sends one email; catching up resolves it with one "
+        "recovery email.",
     )
     def freshness_alerts(
         context: dg.SensorEvaluationContext, warehouse: WarehouseResource, email: EmailResource
@@ -110,10 +111,10 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return out
 
 
-def build_failure_sensor() -> dg.SensorDefinition:
+def build_failure_sensor(interval_seconds: int = 60) -> dg.SensorDefinition:
     @dg.sensor(
         name=FAILURE_SENSOR,
-        minimum_interval_seconds=FAILURE_INTERVAL_SECONDS,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Emails each failed run, and each asset check that failed at ERROR severity (a failed check "
         "does not fail its run), once per run; also retries any alert email still pending.",

@@ -132,8 +132,8 @@ def build_definitions(
     )
     group_jobs = [j for j in jobs if not j.name.endswith("_verify_job")]
     sensors = [
-        build_freshness_sensor(universe.specs, clock),
-        build_failure_sensor(),
+        build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
+        build_failure_sensor(universe.config.alerting.failure_interval_seconds),
         build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
     ]
     return dg.Definitions(

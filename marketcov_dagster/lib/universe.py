@@ -174,6 +174,15 @@ class HealingSettings(BaseModel):
     interval_seconds: int = Field(default=300, ge=30, description="Seconds between ticks.")
 
 
+class AlertingSettings(BaseModel):
+    """How often the alert sensors evaluate (SMTP settings come from the environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    freshness_interval_seconds: int = Field(default=600, ge=5, description="Seconds between freshness ticks.")
+    failure_interval_seconds: int = Field(default=60, ge=5, description="Seconds between failure-alert ticks.")
+
+
 class UniverseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -181,6 +190,7 @@ class UniverseConfig(BaseModel):
     asset_classes: dict[str, AssetClassConfig] = Field(min_length=1)
     vendors: dict[str, VendorSettings] = Field(default_factory=dict)
     healing: HealingSettings = Field(default_factory=HealingSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -159,3 +159,23 @@ def test_failure_sensor_mails_each_failed_run_and_failed_check_once(setup, smtp_
     assert "2025-01-29, 2025-01-30" in bodies and "ohlcv/1m/AAPL?view=checks" in bodies
     assert len(subjects) == 3
     assert wh.count_bars(symbol="AAPL") > 0 and datetime.now(UTC) > T0
+
+
+def test_smtp_password_reaches_dagster_only_as_an_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marketcov_dagster.defs.build import email_resource
+
+    monkeypatch.setenv("MARKETCOV_SMTP_HOST", "smtp.desk.test")
+    monkeypatch.setenv("MARKETCOV_SMTP_PORT", "2525")
+    monkeypatch.setenv("MARKETCOV_SMTP_USER", "bot")
+    monkeypatch.setenv("MARKETCOV_SMTP_PASSWORD", "hunter2-secret")
+    res = email_resource()
+    assert isinstance(res.smtp_password, dg.EnvVar) and "hunter2-secret" not in repr(res)
+    # resolved only when the resource is used, inside the run or tick
+    resolved = res.process_config_and_initialize()
+    settings = resolved.settings()
+    assert (settings.host, settings.port, settings.username, settings.password) == (
+        "smtp.desk.test",
+        2525,
+        "bot",
+        "hunter2-secret",
+    )
