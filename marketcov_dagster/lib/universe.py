@@ -48,7 +48,7 @@ class IntervalSettings(BaseModel):
     )
     schedule_delay_minutes: int = Field(
         ge=0,
-        le=720,
+        le=240,
         description="Minutes after each session close the scheduled run starts (1m: the final refresh of the day).",
     )
     refresh_every_minutes: int = Field(

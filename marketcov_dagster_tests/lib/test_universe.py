@@ -47,6 +47,12 @@ def test_default_universe_loads() -> None:
         (["intervals", "1m", "min_completeness"], 1.5, "intervals.1m.min_completeness"),
         (["intervals", "5m"], {"window_days": 10}, "unknown interval"),
         (["asset_classes", "us_equity", "colour"], "red", "asset_classes.us_equity.colour"),
+        (["intervals", "1m", "refresh_every_minutes"], 0, "intervals.1m.refresh_every_minutes"),
+        (["intervals", "1d", "freshness_threshold_minutes"], -5, "intervals.1d.freshness_threshold_minutes"),
+        (["intervals", "1d", "schedule_delay_minutes"], 600, "intervals.1d.schedule_delay_minutes"),
+        (["healing"], {"max_runs_per_tick": 0}, "healing.max_runs_per_tick"),
+        (["alerting"], {"freshness_interval_seconds": 1}, "alerting.freshness_interval_seconds"),
+        (["alerting"], {"every": 5}, "alerting.every"),
     ],
 )
 def test_bad_config_names_the_field(path: list[str | int], value: Any, field: str) -> None:
