@@ -110,9 +110,7 @@ def build_definitions(
             checks.append(check)
         assets.extend(group_assets)
         job_name = group_job_name(calendar, interval)
-        schedules.append(
-            build_group_schedule(calendar, interval, universe.config.intervals[interval], job_name, now.date())
-        )
+        schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
         jobs.append(
             dg.define_asset_job(
                 job_name,
