@@ -15,6 +15,7 @@ from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshnes
 from marketcov_dagster.defs.assets import build_ohlcv_asset
 from marketcov_dagster.defs.healing import build_healing_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
+from marketcov_dagster.defs.report import build_coverage_report
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
 from marketcov_dagster.defs.retention import build_retention_job
 from marketcov_dagster.defs.schedules import build_group_schedule
@@ -128,18 +129,20 @@ def build_definitions(
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )
+    report, report_job, report_schedule, report_sensor = build_coverage_report(universe.specs, clock)
     group_jobs = [j for j in jobs if not j.name.endswith("_verify_job")]
     sensors = [
         build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
         build_failure_sensor(universe.config.alerting.failure_interval_seconds),
         build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
+        report_sensor,
     ]
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, report],
         asset_checks=checks,
-        jobs=[*jobs, retention_job],
+        jobs=[*jobs, retention_job, report_job],
         sensors=sensors,
-        schedules=[*schedules, retention_schedule],
+        schedules=[*schedules, retention_schedule, report_schedule],
         resources={
             "warehouse": warehouse or warehouse_resource(),
             "vendors": vendors or vendors_resource(),

@@ -44,6 +44,8 @@ class AssetCoverage:
     partial: list[str]
     expired_sessions: int = 0  # sessions the retention job deleted: outside the window, not missing
     expired_before: str | None = None
+    first_expected: str | None = None  # the window's first and last closed sessions
+    last_expected: str | None = None
 
 
 def asset_coverage(
@@ -99,6 +101,8 @@ def asset_coverage(
         partial=partial,
         expired_sessions=expired[0],
         expired_before=expired[1],
+        first_expected=expected[0].isoformat() if expected else None,
+        last_expected=expected[-1].isoformat() if expected else None,
     )
 
 

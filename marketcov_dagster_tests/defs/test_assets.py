@@ -58,14 +58,14 @@ def test_code_location_shape() -> None:
     assert AAPL_1M in keys and BRK_1D in keys and dg.AssetKey(["ohlcv", "1m", "BTCUSDT"]) in keys
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key == BRK_1D)
     # the UI's freshness state: every asset has a policy whose window spans the calendar's closures
-    assert all(s.freshness_policy is not None for s in defs.resolve_all_asset_specs())
+    assert all(s.freshness_policy is not None for s in defs.resolve_all_asset_specs() if s.key.path[0] == "ohlcv")
     policy = spec.freshness_policy
     assert isinstance(policy, TimeWindowFreshnessPolicy) and policy.fail_window.to_timedelta().days >= 4
     assert spec.metadata["symbol"] == "BRK.B" and spec.group_name == "ohlcv_1d"
     assert spec.tags["exchange"] == "XNYS" and spec.tags["asset_class"] == "us_equity"
     names = {j.name for j in defs.jobs}  # type: ignore[union-attr]
     groups = {f"ohlcv_{c}_{i}_{k}job" for c in ("xnys", "24_7") for i in ("1d", "1m") for k in ("", "verify_")}
-    assert names == groups | {"retention_job"}
+    assert names == groups | {"retention_job", "coverage_report_job"}
     assets_def = defs.resolve_assets_def(AAPL_1M)
     assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AAPL_1M}

@@ -53,6 +53,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_24_7_1d_schedule": ("30 0 * * *", "UTC"),
         "ohlcv_24_7_1m_schedule": ("5-59/15 * * * *", "UTC"),
         "retention_schedule": ("15 2 * * *", "UTC"),
+        "coverage_report_schedule": ("7 * * * *", "UTC"),
     }
     # one run per group per tick: each schedule targets its group's job, every symbol inside it
     assert {s.job_name for s in defs.schedules} == {  # type: ignore[union-attr]
@@ -61,6 +62,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_24_7_1d_job",
         "ohlcv_24_7_1m_job",
         "retention_job",
+        "coverage_report_job",
     }
 
 
