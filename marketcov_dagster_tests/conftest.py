@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,10 @@ def sqlite_warehouse(tmp_path: Path) -> Iterator[Warehouse]:
     wh.dispose()
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the local server, dropped afterwards; skips (or fails, in CI)
+    when no server is reachable."""
     reason = _postgres_reachable()
     if reason:
         if os.environ.get("MARKETCOV_REQUIRE_POSTGRES"):
@@ -69,6 +72,19 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_dagster_url() -> Iterator[str]:
+    """A second database, for Dagster's own storage (runs, event log, schedules)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
+from dagster._core.instance.ref import InstanceRef  # open a running deployment's instance from its folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +48,45 @@ def base_env(home: Path, warehouse_url: str | None) -> dict[str, str]:
     if warehouse_url:
         env["MARKETCOV_WAREHOUSE_URL"] = warehouse_url
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """One request to a running dagster-webserver's GraphQL API, as the UI sends it."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:  # a server still starting
+            pass
+        time.sleep(1)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def ticks(instance: dg.DagsterInstance, name: str) -> list[Any]:
+    """The recorded ticks of the schedule or sensor ``name``, newest first."""
+    states = [s for s in instance.all_instigator_state() if s.instigator_name == name]
+    if not states:
+        return []
+    return list(instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=100))

@@ -15,7 +15,7 @@ import yaml
 
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.warehouse import Warehouse
-from marketcov_dagster_tests.e2e.conftest import ROOT, base_env
+from marketcov_dagster_tests.e2e.conftest import ROOT, base_env, open_instance, ticks
 from marketcov_dagster_tests.fakes.smtp import SmtpServer
 
 DEADLINE_SECONDS = 120
@@ -94,12 +94,5 @@ def test_daemon_sensor_tick_sends_one_real_email(home: Path, smtp_server: SmtpSe
 
 def _ticks(home: Path) -> int:
     """Completed ticks of the freshness sensor recorded in the instance."""
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef  # open the daemon's instance read-only here
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        states = [s for s in instance.all_instigator_state() if s.instigator_name == "freshness_alerts"]
-        if not states:
-            return 0
-        ticks = instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=100)
-        return sum(1 for t in ticks if t.status.value in ("SKIPPED", "SUCCESS"))
+    with open_instance(home) as instance:
+        return sum(1 for t in ticks(instance, "freshness_alerts") if t.status.value in ("SKIPPED", "SUCCESS"))

@@ -3,16 +3,13 @@ use, after a range run written by the CLI. Each partition shows its own metadata
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
+from marketcov_dagster_tests.e2e.conftest import base_env, free_port, graphql, marketcov
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """
@@ -28,22 +25,6 @@ query ($path: [String!]!) {
   }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
 
 
 def test_ui_shows_each_partitions_own_metadata(home: Path) -> None:
