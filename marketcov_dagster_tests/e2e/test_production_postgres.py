@@ -114,7 +114,7 @@ def test_backfill_from_the_ui_api_on_postgres_with_daemon(
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             key = dg.AssetKey(KEYS[2])
             records = instance.fetch_materializations(key, limit=10).records
-            by_partition = {r.partition_key: r.asset_materialization.metadata for r in records}  # type: ignore[union-attr]
+            by_partition = {str(r.partition_key): r.asset_materialization.metadata for r in records}  # type: ignore[union-attr]
             assert sorted(by_partition) == [d.isoformat() for d in sessions]
             for d in sessions:
                 md = by_partition[d.isoformat()]
