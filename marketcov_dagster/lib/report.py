@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, to_csv
@@ -61,28 +61,31 @@ def heatmap(assets: Sequence[AssetCoverage], today: date, days: int = DEFAULT_DA
     return Heatmap(span, rows)
 
 
-def heatmap_png(hm: Heatmap, cell: int = 12) -> bytes:
+def heatmap_png(hm: Heatmap, cell: int = 16) -> bytes:
     """The heatmap as a PNG: one row per asset, one column per day, labels on the left and top."""
-    label_w = 8 + 7 * max((len(k) for k, _ in hm.rows), default=10)
-    top, legend_h = 34, 22
-    width = label_w + cell * len(hm.days) + 10
+    font = ImageFont.load_default(size=cell - 3)
+    char_w = cell * 0.6
+    label_w = int(10 + char_w * max((len(k) for k, _ in hm.rows), default=10))
+    top, legend_h = 2 * cell + 8, cell + 12
+    width = max(label_w + cell * len(hm.days) + 10, int(char_w * 90))
     height = top + cell * len(hm.rows) + legend_h + 10
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     for j, d in enumerate(hm.days):
-        if d.day == 1 or j == 0 or d.weekday() == 0:
-            draw.text((label_w + j * cell, 4 if d.weekday() == 0 else 18), d.strftime("%m-%d"), fill=(60, 60, 60))
+        if d.weekday() == 0:  # Mondays, on two staggered lines so labels never overlap
+            y = 4 if (j // 7) % 2 == 0 else cell + 4
+            draw.text((label_w + j * cell, y), d.strftime("%m-%d"), fill=(60, 60, 60), font=font)
     for i, (key, states) in enumerate(hm.rows):
         y = top + i * cell
-        draw.text((4, y), key, fill=(20, 20, 20))
+        draw.text((4, y + 1), key, fill=(20, 20, 20), font=font)
         for j, state in enumerate(states):
             x = label_w + j * cell
-            draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=COLOURS[state])
-    x, y = 4, top + cell * len(hm.rows) + 8
+            draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=COLOURS[state], outline=(200, 200, 200))
+    x, y = 4, top + cell * len(hm.rows) + 10
     for state, colour in COLOURS.items():
         draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=colour, outline=(150, 150, 150))
-        draw.text((x + cell + 2, y), state, fill=(20, 20, 20))
-        x += cell + 10 + 7 * len(state)
+        draw.text((x + cell + 3, y + 1), state, fill=(20, 20, 20), font=font)
+        x += int(cell + 16 + char_w * len(state))
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
