@@ -90,18 +90,28 @@ def _add(problems: list[Problem], kind: str, mask: np.ndarray, ts: np.ndarray) -
         problems.append(Problem(kind, n, [ts_iso(t) for t in ts[mask][:SAMPLE]]))
 
 
+def session_index(ts: np.ndarray, sessions: Sequence[SessionBounds], interval: Interval) -> np.ndarray:
+    """For each ``ts``, the position in ``sessions`` (sorted, non-overlapping) of the session
+    whose bar opens at ``ts``, or -1 where the calendar allows no bar. O(n log s)."""
+    if not len(sessions):
+        return np.full(len(ts), -1, dtype=np.int64)
+    opens = np.fromiter((s.open_ms for s in sessions), dtype=np.int64, count=len(sessions))
+    closes = np.fromiter((s.close_ms for s in sessions), dtype=np.int64, count=len(sessions))
+    i = np.searchsorted(opens, ts, side="right") - 1
+    k = np.clip(i, 0, None)
+    if interval == "1d":
+        ok = (i >= 0) & (ts == opens[k])
+    else:
+        ok = (i >= 0) & (ts < closes[k]) & ((ts - opens[k]) % MINUTE_MS == 0)
+        breaks = [(j, s.break_start_ms, s.break_end_ms) for j, s in enumerate(sessions) if s.break_start_ms is not None]
+        for j, b0, b1 in breaks:
+            ok &= ~((k == j) & (ts >= b0) & (ts < b1))
+    return np.where(ok, i, -1)
+
+
 def session_mask(ts: np.ndarray, sessions: Sequence[SessionBounds], interval: Interval) -> np.ndarray:
     """True where ``ts`` is the open time of a bar the calendar allows in one of ``sessions``."""
-    inside = np.zeros(len(ts), dtype=bool)
-    for s in sessions:
-        if interval == "1d":
-            inside |= ts == s.open_ms
-            continue
-        m = (ts >= s.open_ms) & (ts < s.close_ms) & ((ts - s.open_ms) % MINUTE_MS == 0)
-        if s.break_start_ms is not None and s.break_end_ms is not None:
-            m &= (ts < s.break_start_ms) | (ts >= s.break_end_ms)
-        inside |= m
-    return inside
+    return session_index(ts, sessions, interval) >= 0
 
 
 def validate_bars(df: pd.DataFrame, sessions: Sequence[SessionBounds], interval: Interval) -> ValidationReport:

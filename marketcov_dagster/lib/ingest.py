@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
-from marketcov_dagster.lib.bars import required_bars, session_mask, ts_iso, validate_bars
+from marketcov_dagster.lib.bars import required_bars, session_index, session_mask, ts_iso, validate_bars
 from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
@@ -144,7 +144,8 @@ def ingest_sessions(
         answered = True
         ts = frame["ts"].to_numpy(dtype=np.int64)
         report = validate_bars(frame, bounds, interval)
-        outside = report.invalid_mask & ~session_mask(ts, bounds, interval)
+        where = session_index(ts, bounds, interval)
+        outside = report.invalid_mask & (where < 0)
         if outside.any():
             remediation.append(
                 {
@@ -155,8 +156,9 @@ def ingest_sessions(
                     f"(e.g. {', '.join(ts_iso(t) for t in ts[outside][:3])})",
                 }
             )
+        position = {b.session: k for k, b in enumerate(bounds)}
         for b in todo:
-            in_session = session_mask(ts, [b], interval)
+            in_session = where == position[b.session]
             bad = report.invalid_mask & in_session
             part = frame[in_session & ~report.invalid_mask].reset_index(drop=True)
             if bad.any():

@@ -90,3 +90,25 @@ def test_crypto_days_have_1440_minutes_every_day() -> None:
     v = SyntheticVendor(lambda _s: CRYPTO)
     df = v.fetch_bars("BTCUSDT", "1m", datetime(2024, 3, 9, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC))
     assert len(df) == 2880
+
+
+def test_session_index_matches_the_calendar_including_lunch_breaks() -> None:
+    import numpy as np
+
+    from marketcov_dagster.lib.bars import session_index
+
+    for name in ("XNYS", "XHKG"):
+        cal = get_calendar(name)
+        bounds = [cal.bounds(d) for d in cal.sessions(date(2024, 11, 25), date(2024, 12, 6))]
+        allowed = np.concatenate([b.bar_starts("1m") for b in bounds])
+        noise = np.array([bounds[0].open_ms - 60_000, bounds[0].open_ms + 30_000, bounds[-1].close_ms], dtype=np.int64)
+        ts = np.sort(np.concatenate([allowed, noise]))
+        idx = session_index(ts, bounds, "1m")
+        assert set(ts[idx >= 0]) == set(allowed) and (idx[np.isin(ts, noise)] == -1).all()
+        for k, b in enumerate(bounds):  # each bar is attributed to its own session
+            assert set(ts[idx == k]) == set(b.bar_starts("1m"))
+        if name == "XHKG":
+            assert any(b.break_start_ms for b in bounds)  # the lunch break was exercised
+        opens = np.array([b.open_ms for b in bounds], dtype=np.int64)
+        daily = np.sort(np.append(opens, opens[0] + 60_000))  # one stamp that is not a session open
+        assert list(session_index(daily, bounds, "1d")) == [0, -1, *range(1, len(bounds))]
