@@ -1,8 +1,10 @@
 """Coverage from Dagster's materialization history.
 
-Presence comes from ``get_materialized_partitions`` (cheap); row counts come from each
-partition's materialization metadata, read incrementally by event-log storage id into a
-``MetadataCache`` beside the instance, so no call re-scans the whole history.
+One ``get_asset_records`` call gives every asset's latest materialization storage id and latest
+observation. Row counts per partition come from the materialization metadata, read incrementally
+by storage id into a ``MetadataCache`` beside the instance, and only for assets that have new
+events since the cache's cursor; every partition that was ever materialized is in the cache, so an
+unchanged asset costs no Dagster query at all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from marketcov_dagster.defs.retention import expired_so_far
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, asset_coverage
 from marketcov_dagster.lib.metacache import MetadataCache
@@ -23,7 +24,11 @@ PAGE = 1000
 
 
 def cache_for(instance: dg.DagsterInstance) -> MetadataCache:
-    return MetadataCache(Path(instance.root_directory) / "marketcov_coverage_cache.sqlite")
+    """The cache of this instance's storage: its name carries the run storage's id, so pointing
+    DAGSTER_HOME at another database never reuses storage ids that mean something else."""
+    getter = getattr(instance.run_storage, "get_run_storage_id", None)  # SQL storages (SQLite, PostgreSQL)
+    storage_id = str(getter())[:12] if getter else "default"
+    return MetadataCache(Path(instance.root_directory) / f"marketcov_coverage_cache_{storage_id}.sqlite")
 
 
 def _rows_of(record: dg.EventLogRecord) -> int:
@@ -32,56 +37,36 @@ def _rows_of(record: dg.EventLogRecord) -> int:
     return int(value.value) if value is not None and value.value is not None else 0  # type: ignore[arg-type]
 
 
-def _entries(records: Sequence[dg.EventLogRecord]) -> list[tuple[str, int, int]]:
-    return [(r.partition_key, r.storage_id, _rows_of(r)) for r in records if r.partition_key]
-
-
 def refresh_rows(
-    instance: dg.DagsterInstance, cache: MetadataCache, asset_key: dg.AssetKey, present: set[str]
+    instance: dg.DagsterInstance, cache: MetadataCache, asset_key: dg.AssetKey, latest_storage_id: int | None
 ) -> dict[str, int]:
-    """Bring the cache up to date for one asset and return its rows per partition."""
+    """Rows per materialized partition of one asset, reading only events newer than the cache."""
     k = asset_key.to_user_string()
     cursor = cache.cursor(k)
-    while True:
+    while latest_storage_id is not None and (cursor is None or cursor < latest_storage_id):
         res = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=cursor),
-            limit=PAGE,
-            ascending=True,
+            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=cursor), limit=PAGE, ascending=True
         )
         if not res.records:
             break
         cursor = max(r.storage_id for r in res.records)
-        cache.update(k, _entries(res.records), cursor)
-        if not res.has_more:
-            break
-    rows = cache.rows(k)
-    unknown = sorted(present - rows.keys())
-    if unknown:
-        # partitions present in Dagster but not cached (e.g. a cache made against another
-        # instance): fetch exactly those, never the whole history
-        for i in range(0, len(unknown), PAGE):
-            res = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=unknown[i : i + PAGE]),
-                limit=PAGE * 10,
-            )
-            cache.update(k, _entries(res.records), None)
-        rows = cache.rows(k)
-    return rows
+        cache.update(k, [(r.partition_key, r.storage_id, _rows_of(r)) for r in res.records if r.partition_key], cursor)
+    return cache.rows(k) if latest_storage_id is not None else {}
 
 
 def coverage_for(
     instance: dg.DagsterInstance, specs: Sequence[AssetSpecification], now: datetime | None = None
 ) -> list[AssetCoverage]:
     now = now or datetime.now(UTC)
+    keys = [dg.AssetKey(list(spec.key_path)) for spec in specs]
+    entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
     cache = cache_for(instance)
     try:
         out = []
-        for spec in specs:
-            key = dg.AssetKey(list(spec.key_path))
-            present = set(instance.get_materialized_partitions(key))
-            rows = refresh_rows(instance, cache, key, present)
-            expired = expired_so_far(instance, key)
-            out.append(asset_coverage(spec, get_calendar(spec.calendar), present, rows, now, expired))
+        for spec, key in zip(specs, keys, strict=True):
+            entry = entries.get(key)
+            rows = refresh_rows(instance, cache, key, entry.last_materialization_storage_id if entry else None)
+            out.append(asset_coverage(spec, get_calendar(spec.calendar), set(rows), rows, now))
         return out
     finally:
         cache.close()

@@ -1,10 +1,10 @@
 """The retention job: delete bars older than each expiring asset's window, daily.
 
-The warehouse deletes the bars and records lineage, and an observation on each asset records how
-many sessions have expired, which coverage reports as expired rather than missing. Dagster keeps
-the old materialization events (its SQL storages cannot wipe single partitions), but the
-partitions definition starts at the same window start, so neither the UI's partition status nor
-coverage counts the expired sessions at all.
+The warehouse deletes the bars and records lineage, and an observation on each asset shows in the
+UI how many sessions have expired. Dagster keeps the old materialization events (its SQL storages
+cannot wipe single partitions), but the partitions definition starts at the same window start,
+so the UI's partition status never lists them, and coverage counts them as expired (materialized
+once, now before the window), never as missing.
 
 No ``from __future__ import annotations`` here: Dagster inspects the op's annotations.
 """
@@ -23,10 +23,10 @@ EXPIRED_SESSIONS = "expired_sessions"
 EXPIRED_BEFORE = "expired_before"
 
 
-def expired_so_far(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[int, str | None]:
-    """(sessions expired in total, first session kept) from the asset's latest retention observation."""
-    records = instance.fetch_observations(key, limit=1).records
-    obs = records[0].asset_observation if records else None
+def expired_from(record: dg.EventLogRecord | None) -> tuple[int, str | None]:
+    """(sessions expired in total, first session kept) from an asset's latest observation, which
+    the retention job writes; (0, None) if there is none."""
+    obs = record.asset_observation if record else None
     if obs is None or EXPIRED_SESSIONS not in obs.metadata:
         return 0, None
     before = obs.metadata.get(EXPIRED_BEFORE)
@@ -46,7 +46,7 @@ def build_retention_job(
             e = expire(wh, spec, now, context.run_id)
             if not e.sessions and not e.bars_deleted:
                 continue
-            total, _ = expired_so_far(context.instance, key)
+            total, _ = expired_from(next(iter(context.instance.fetch_observations(key, limit=1).records), None))
             context.log_event(
                 dg.AssetObservation(
                     asset_key=key,

@@ -54,7 +54,6 @@ def asset_coverage(
     present: set[str],
     rows_by_partition: Mapping[str, int],
     now: datetime,
-    expired: tuple[int, str | None] = (0, None),
 ) -> AssetCoverage:
     expected = expected_sessions(calendar, spec.window_days, now)
     segments: list[Segment] = []
@@ -85,6 +84,9 @@ def asset_coverage(
         run.append((key, rows))
     close_run()
     covered = sum(s.sessions for s in segments)
+    first_expected = expected[0].isoformat() if expected else None
+    # sessions materialized once but now before the window: the retention job deletes their bars
+    expired = [p for p in present if first_expected and p < first_expected] if spec.expire else []
     return AssetCoverage(
         asset_key=spec.key_str,
         symbol=spec.symbol,
@@ -99,9 +101,9 @@ def asset_coverage(
         segments=segments,
         missing=missing,
         partial=partial,
-        expired_sessions=expired[0],
-        expired_before=expired[1],
-        first_expected=expected[0].isoformat() if expected else None,
+        expired_sessions=len(expired),
+        expired_before=first_expected if expired else None,
+        first_expected=first_expected,
         last_expected=expected[-1].isoformat() if expected else None,
     )
 

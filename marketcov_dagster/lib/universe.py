@@ -260,6 +260,7 @@ class AssetSpecification:
     min_completeness: float
     freshness_threshold_minutes: float = 60.0
     vendor_delay_minutes: float = 0.0
+    expire: bool = False  # bars older than the window are deleted by the retention job
 
     @property
     def pool(self) -> str:
@@ -303,6 +304,7 @@ class Universe:
                             min_completeness=st.min_completeness,
                             freshness_threshold_minutes=st.freshness_threshold_minutes,
                             vendor_delay_minutes=st.vendor_delay_minutes,
+                            expire=st.expire,
                         )
                     )
         return out

@@ -1,0 +1,122 @@
+"""Coverage: our computation (Dagster's materialization history plus the incremental metadata
+cache) in a warm process, versus the seeds' approach, a gaps-and-islands SQL query over the bars
+table, on the same data, side by side; plus the whole ``marketcov coverage`` process.
+
+Needs an instance that holds a backfill: ``--home`` (a DAGSTER_HOME whose warehouse is the
+default SQLite file), e.g. the one ``bench.bench_backfill`` leaves; ``--smoke`` makes a small
+one first.
+
+    .venv/bin/python -m bench.bench_coverage --home /tmp/marketcov-bench-home
+    .venv/bin/python -m bench.bench_coverage --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bench.common import median, percentile, report, timed
+from marketcov_dagster.defs.history import coverage_for
+from marketcov_dagster.lib.universe import load_universe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the seeds' approach: sessions are the days that hold bars; islands of consecutive days
+GAPS_AND_ISLANDS = """
+WITH days AS (
+  SELECT symbol, interval, ts / 86400000 AS d, COUNT(*) AS n FROM bars GROUP BY symbol, interval, ts / 86400000
+), numbered AS (
+  SELECT symbol, interval, d, n, d - ROW_NUMBER() OVER (PARTITION BY symbol, interval ORDER BY d) AS grp FROM days
+)
+SELECT symbol, interval, MIN(d) AS first_day, MAX(d) AS last_day, COUNT(*) AS days, SUM(n) AS bars
+FROM numbered GROUP BY symbol, interval, grp ORDER BY symbol, interval, first_day
+"""
+
+
+def env_for(home: Path, warehouse_url: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
+    env.update(DAGSTER_HOME=str(home), MARKETCOV_CONFIG=str(ROOT / "marketcov.yaml"))
+    if warehouse_url:
+        env["MARKETCOV_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+def small_home(tmp: Path) -> Path:
+    home = tmp / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    out = subprocess.run(
+        [sys.executable, "-m", "marketcov_dagster.cli", "backfill", "--symbols", "AAPL,BTCUSDT"],
+        env=env_for(home),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr[-2000:])
+    return home
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", type=Path, help="a DAGSTER_HOME holding a backfill")
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--postgres-url", help="also time the SQL baseline on a PostgreSQL copy of the bars")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:
+            args.home, args.calls = small_home(Path(tmp)), 3
+        if args.home is None:
+            p.error("--home (or --smoke) is required")
+        home: Path = args.home
+        os.environ.update(env_for(home))
+        specs = load_universe().specs
+        with dg.DagsterInstance.get() as instance:
+            coverage_for(instance, specs)  # warm: imports, calendars, the metadata cache
+            ours = [timed(lambda: coverage_for(instance, specs))[0] for _ in range(args.calls)]
+            partitions = sum(len(instance.get_materialized_partitions(dg.AssetKey(list(s.key_path)))) for s in specs)
+        engine = sa.create_engine(f"sqlite:///{home / 'marketcov_warehouse.sqlite'}")
+        with engine.connect() as c:
+            bars = c.exec_driver_sql("SELECT COUNT(*) FROM bars").scalar_one()
+            c.exec_driver_sql(GAPS_AND_ISLANDS).all()  # warm the page cache
+            sql = [timed(lambda: c.exec_driver_sql(GAPS_AND_ISLANDS).all())[0] for _ in range(min(args.calls, 5))]
+        t0 = time.perf_counter()
+        cli = subprocess.run(
+            [str(Path(sys.executable).with_name("marketcov")), "coverage", "--format", "json"],
+            env=env_for(home),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        cli_wall = time.perf_counter() - t0
+        assert cli.returncode == 0, cli.stderr[-2000:]
+    rows = [
+        [
+            f"coverage_for, warm ({len(specs)} assets, {partitions:,} partitions)",
+            f"{median(ours) * 1000:.0f} / {percentile(ours, 95) * 1000:.0f} ms",
+            f"{median(sql) * 1000:.0f} ms",
+            f"{median(sql) / median(ours):.1f}x faster",
+            "p95 <= 200 ms",
+        ],
+        ["`marketcov coverage --format json`, whole process", f"{cli_wall * 1000:.0f} ms", "-", "-", "-"],
+    ]
+    report(
+        f"Coverage ({bars:,} bars in the SQLite warehouse)",
+        ["case", "ours p50 / p95", "gaps-and-islands SQL over bars (SQLite), p50", "ratio", "target"],
+        rows,
+        "python -m bench.bench_coverage " + ("--smoke" if args.smoke else "--home <DAGSTER_HOME>"),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
