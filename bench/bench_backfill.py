@@ -1,0 +1,162 @@
+"""Backfill through Dagster versus Dagster's own floor, side by side in one run.
+
+Ours: ``marketcov backfill`` of the whole history (3 years of 1d, 90 days of 1m for the default
+universe), in process, one single-run range run per (calendar, interval) group, on a fresh SQLite
+instance and warehouse. Floor: the same runs of assets that do no work at all but emit exactly
+the same events: per partition one materialization with the same metadata keys, and the three
+checks' per-partition evaluations plus their summaries. Also: what one run per partition would
+cost, measured on a sample and extrapolated.
+
+    .venv/bin/python -m bench.bench_backfill                         # the full default history
+    .venv/bin/python -m bench.bench_backfill --symbols AAPL,BTCUSDT --sessions 20
+    .venv/bin/python -m bench.bench_backfill --smoke
+
+No ``from __future__ import annotations`` here: Dagster inspects the asset annotations.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from bench.common import report, timed
+from marketcov_dagster.defs.backfill import GroupPlan, plan_backfill, run_backfill
+from marketcov_dagster.defs.build import build_definitions
+from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
+from marketcov_dagster.defs.resources import WarehouseResource
+from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe
+from marketcov_dagster.lib.verify import CHECK_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+META: dict[str, object] = {
+    "rows": 390,
+    "expected_rows": 390,
+    "first_bar": "2025-01-02T14:30:00+00:00",
+    "last_bar": "2025-01-02T20:59:00+00:00",
+    "checksum": "0" * 64,
+    "vendor": "synthetic",
+    "fetched_at": "2025-01-03T00:00:00+00:00",
+    "session_closed": True,
+    "quarantined": 0,
+    "gap": False,
+    "kept_existing": False,
+    "fetched_rows": 390,
+}
+CHECK_META: dict[str, dg.MetadataValue] = {"rows": dg.MetadataValue.int(390), "expected": dg.MetadataValue.int(390)}
+
+
+def _null_asset(
+    spec: AssetSpecification, pdef: dg.PartitionsDefinition
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    key = dg.AssetKey(list(spec.key_path))
+
+    @dg.asset(key=key, partitions_def=pdef, backfill_policy=dg.BackfillPolicy.single_run(), pool=spec.pool)
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]
+        for k in context.partition_keys:
+            context.add_asset_metadata(META, partition_key=k)
+        return dg.MaterializeResult()
+
+    specs = [dg.AssetCheckSpec(name, asset=key, partitions_def=pdef) for name in CHECK_NAMES]
+
+    @dg.multi_asset_check(specs=specs, name=f"{key.to_python_identifier()}_checks")
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        keys = list(context.partition_keys)
+        for k in keys:
+            for name in CHECK_NAMES:
+                context.op_execution_context.log_event(
+                    dg.AssetCheckEvaluation(  # type: ignore[arg-type]
+                        asset_key=key, check_name=name, passed=True, partition=k, description="ok", metadata=CHECK_META
+                    )
+                )
+        for name in CHECK_NAMES:
+            yield dg.AssetCheckResult(asset_key=key, check_name=name, passed=True, metadata={"partitions": len(keys)})
+
+    return _asset, _checks
+
+
+def null_definitions(universe: Universe, now: datetime) -> dg.Definitions:
+    groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
+    for s in universe.specs:
+        groups[s.group].append(s)
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    jobs = []
+    for (calendar, interval), specs in groups.items():
+        pdef = sessions_partitions(calendar, specs[0].window_days, now)
+        built = [_null_asset(s, pdef) for s in specs]
+        assets += [a for a, _ in built]
+        checks += [c for _, c in built]
+        jobs.append(dg.define_asset_job(group_job_name(calendar, interval), selection=[a for a, _ in built]))
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs)
+
+
+def _run(defs: dg.Definitions, home: Path, plans: list[GroupPlan]) -> float:
+    home.mkdir(parents=True)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        seconds, runs = timed(lambda: run_backfill(defs, instance, plans))
+    assert all(r.success for r in runs), [r.error for r in runs if not r.success]
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--symbols", help="comma-separated subset (default: the whole default universe)")
+    p.add_argument("--sessions", type=int, help="only the latest N sessions of each window")
+    p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
+    p.add_argument("--smoke", action="store_true")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.symbols, args.sessions, args.sample = "AAPL,BTCUSDT", 3, 1
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    now = datetime.now(UTC)
+    universe = load_universe(ROOT / "marketcov.yaml")
+    specs = universe.select(symbols=args.symbols.split(",") if args.symbols else None)
+    start = (now - timedelta(days=args.sessions * 2 + 7)).date() if args.sessions else date(1990, 1, 1)
+    plans = plan_backfill(specs, start, None, now)
+    if args.sessions:
+        plans = [GroupPlan(pl.job_name, pl.specs, pl.sessions[-args.sessions :]) for pl in plans]
+    partitions = sum(len(pl.specs) * len(pl.sessions) for pl in plans)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["DAGSTER_HOME"] = tmp
+        ours_defs = build_definitions(universe, now, warehouse=WarehouseResource(url=f"sqlite:///{tmp}/wh.sqlite"))
+        floor_defs = null_definitions(universe, now)
+        floor = _run(floor_defs, Path(tmp) / "floor", plans)
+        ours = _run(ours_defs, Path(tmp) / "ours", plans)
+        # one run per partition, on a sample of the last plan's first asset
+        plan = plans[-1]
+        one = [GroupPlan(plan.job_name, plan.specs[:1], [d]) for d in plan.sessions[-args.sample :]]
+        per_run = _run(ours_defs, Path(tmp) / "per_partition", one) / len(one)
+    rows = [
+        [
+            f"{partitions:,} partitions, {len(plans)} runs",
+            f"{ours:.1f} s ({ours / partitions * 1000:.0f} ms/partition)",
+            f"{floor:.1f} s ({floor / partitions * 1000:.0f} ms/partition)",
+            f"{ours / floor:.2f}",
+            "<= 1.5",
+        ],
+        [
+            "one run per partition (extrapolated)",
+            f"{per_run * partitions:.0f} s ({per_run * 1000:.0f} ms/run)",
+            "-",
+            f"{per_run * partitions / ours:.1f}x ours",
+            "-",
+        ],
+    ]
+    report(
+        "Backfill through Dagster",
+        ["case", "ours", "floor (same events, no work)", "ours / floor", "target"],
+        rows,
+        "python -m bench.bench_backfill" + (" --smoke" if args.smoke else ""),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Every benchmark runs at a small size (a smoke test: no timing is asserted, only that it runs
+to completion and prints its comparison table)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHES = ["bench_ingest", "bench_backfill", "bench_coverage", "bench_freshness", "bench_load"]
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_benchmark_runs_small(bench: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", f"bench.{bench}", "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    table = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert len(table) >= 3 and "target" in table[0], out.stdout  # header, rule, at least one result
