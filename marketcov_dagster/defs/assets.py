@@ -18,7 +18,7 @@ from marketcov_dagster.lib.verify import (
     CHECK_NAMES,
     CHECKSUM_MATCHES,
     log_checksum_mismatches,
-    verify_partition,
+    verify_partitions,
 )
 
 CHECK_DESCRIPTIONS = {
@@ -108,17 +108,14 @@ def build_ohlcv_asset(
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         keys = list(context.partition_keys)
         wh = warehouse.get()
-        outcomes = {
-            k: verify_partition(
-                warehouse=wh,
-                calendar=cal,
-                symbol=spec.symbol,
-                interval=spec.interval,
-                session=date.fromisoformat(k),
-                min_completeness=spec.min_completeness,
-            )
-            for k in keys
-        }
+        outcomes = verify_partitions(
+            warehouse=wh,
+            calendar=cal,
+            symbol=spec.symbol,
+            interval=spec.interval,
+            sessions=_sessions(keys),
+            min_completeness=spec.min_completeness,
+        )
         log_checksum_mismatches(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
         if context.has_partition_key:
             for o in outcomes[keys[0]]:

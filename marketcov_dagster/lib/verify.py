@@ -1,21 +1,25 @@
 """Per-partition verification against the warehouse, used by the Dagster asset checks.
 
-Each function re-reads the partition's bars from the warehouse, so damage done after the write
-(lost, duplicated or altered rows) is caught.
+The checks re-read the partitions' bars from the warehouse, so damage done after the write (lost,
+duplicated or altered rows) is caught.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from marketcov_dagster.lib.bars import required_bars, validate_bars
-from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import expected_as_of
 from marketcov_dagster.lib.intervals import Interval
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse import LineageRow, Warehouse
 
 BARS_ARE_VALID = "bars_are_valid"
 BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
@@ -32,6 +36,44 @@ class CheckOutcome:
     severity: str = "ERROR"  # or "WARN"
 
 
+def verify_partitions(
+    *,
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    interval: Interval,
+    sessions: Sequence[date],
+    min_completeness: float,
+    now: datetime | None = None,
+) -> dict[str, list[CheckOutcome]]:
+    """Run the three checks for each session (one outcome per check, in CHECK_NAMES order), keyed
+    by the session's ISO date. The bars, lineage and remediation entries of the whole range are
+    read with one query each, so a range of hundreds of partitions costs three round trips."""
+    now = now or datetime.now(UTC)
+    days = sorted(set(sessions))
+    if not days:
+        return {}
+    windows = [calendar.partition_window_ms(d) for d in days]
+    df = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
+    ts = df["ts"].to_numpy(dtype=np.int64)
+    starts = np.array([w[0] for w in windows], dtype=np.int64)
+    slot = np.searchsorted(starts, ts, side="right") - 1
+    ends = np.array([w[1] for w in windows], dtype=np.int64)
+    slot[(slot < 0) | (ts >= ends[np.clip(slot, 0, None)])] = -1  # bars between the partitions' windows
+    keys = [d.isoformat() for d in days]
+    lineage = warehouse.latest_lineage_many(symbol, interval, keys)
+    log = warehouse.remediation(symbols=[symbol], intervals=[interval], kinds=["invalid_bars"])
+    log = log[log["session"].isin(keys)]
+    now_ms = int(now.timestamp() * 1000)
+    out = {}
+    for i, d in enumerate(days):
+        part = df[slot == i].reset_index(drop=True)
+        row = lineage.get(keys[i])
+        quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)] if row else log.iloc[:0]
+        out[keys[i]] = _outcomes(calendar.bounds(d), interval, part, row, quarantined, min_completeness, now_ms)
+    return out
+
+
 def verify_partition(
     *,
     warehouse: Warehouse,
@@ -42,28 +84,32 @@ def verify_partition(
     min_completeness: float,
     now: datetime | None = None,
 ) -> list[CheckOutcome]:
-    """Run the three checks for one partition; returns one outcome per check, in CHECK_NAMES order."""
-    now = now or datetime.now(UTC)
-    b = calendar.bounds(session)
-    df = warehouse.read_bars(symbol, interval, *calendar.partition_window_ms(session))
+    """The three checks of one partition."""
+    return verify_partitions(
+        warehouse=warehouse,
+        calendar=calendar,
+        symbol=symbol,
+        interval=interval,
+        sessions=[session],
+        min_completeness=min_completeness,
+        now=now,
+    )[session.isoformat()]
 
-    lineage = warehouse.latest_lineage(symbol, interval, session.isoformat())
+
+def _outcomes(
+    b: SessionBounds,
+    interval: Interval,
+    df: pd.DataFrame,
+    lineage: LineageRow | None,
+    quarantined: pd.DataFrame,
+    min_completeness: float,
+    now_ms: int,
+) -> list[CheckOutcome]:
     report = validate_bars(df, [b], interval)
-    quarantined = (
-        warehouse.remediation(
-            symbols=[symbol],
-            intervals=[interval],
-            kinds=["invalid_bars"],
-            session=session.isoformat(),
-            run_id=lineage.run_id,
-        )
-        if lineage is not None
-        else None
-    )
     valid_meta: dict[str, Any] = {"rows": len(df), "problems": [p.as_dict() for p in report.problems]}
     if not report.ok:
         valid = CheckOutcome(BARS_ARE_VALID, False, report.summary(), valid_meta)
-    elif quarantined is not None and not quarantined.empty:
+    elif not quarantined.empty:
         # the stored bars are clean, but the vendor sent bad ones that were kept out: say so
         details = "; ".join(quarantined["detail"].astype(str))
         valid = CheckOutcome(
@@ -76,7 +122,7 @@ def verify_partition(
     else:
         valid = CheckOutcome(BARS_ARE_VALID, True, report.summary(), valid_meta)
 
-    expected = expected_as_of(b, interval, int(now.timestamp() * 1000))
+    expected = expected_as_of(b, interval, now_ms)
     full = b.expected_bars(interval)
     need = required_bars(expected, min_completeness)
     rows = len(df)
