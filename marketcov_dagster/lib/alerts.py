@@ -193,9 +193,15 @@ def update_incidents(
 
 def list_incidents(warehouse: Warehouse, open_only: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
     """Incidents, newest first."""
-    q = sa.select(incidents).order_by(incidents.c.id.desc())
-    if open_only:
-        q = q.where(incidents.c.resolved_at.is_(None))
+    return _newest_first(warehouse, incidents, incidents.c.resolved_at.is_(None) if open_only else None, limit)
+
+
+def _newest_first(
+    warehouse: Warehouse, table: sa.Table, where: sa.ColumnElement[bool] | None, limit: int | None
+) -> list[dict[str, Any]]:
+    q = sa.select(table).order_by(table.c.id.desc())
+    if where is not None:
+        q = q.where(where)
     if limit:
         q = q.limit(limit)
     with warehouse.engine.connect() as conn:
@@ -297,11 +303,7 @@ def flush_outbox(warehouse: Warehouse, settings: SmtpSettings, limit: int = 100)
 
 def list_outbox(warehouse: Warehouse, limit: int | None = None) -> list[dict[str, Any]]:
     """Queued and sent emails, newest first."""
-    q = sa.select(outbox).order_by(outbox.c.id.desc())
-    if limit:
-        q = q.limit(limit)
-    with warehouse.engine.connect() as conn:
-        return [_as_utc(r) for r in conn.execute(q).mappings()]
+    return _newest_first(warehouse, outbox, None, limit)
 
 
 # ---- failures the run status alone does not reveal ---------------------------------------------
