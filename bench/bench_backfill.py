@@ -10,6 +10,7 @@ cost, measured on a sample and extrapolated.
     .venv/bin/python -m bench.bench_backfill                         # the full default history
     .venv/bin/python -m bench.bench_backfill --symbols AAPL,BTCUSDT --sessions 20
     .venv/bin/python -m bench.bench_backfill --smoke
+    .venv/bin/python -m bench.bench_backfill --keep /tmp/mc-bench   # then: bench_coverage --home /tmp/mc-bench/ours
 
 No ``from __future__ import annotations`` here: Dagster inspects the asset annotations.
 """
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--symbols", help="comma-separated subset (default: the whole default universe)")
     p.add_argument("--sessions", type=int, help="only the latest N sessions of each window")
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
+    p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it; DIR/ours is then a DAGSTER_HOME")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
@@ -123,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.sessions:
         plans = [GroupPlan(pl.job_name, pl.specs, pl.sessions[-args.sessions :]) for pl in plans]
     partitions = sum(len(pl.specs) * len(pl.sessions) for pl in plans)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.keep or scratch)
         os.environ["DAGSTER_HOME"] = tmp
-        ours_defs = build_definitions(universe, now, warehouse=WarehouseResource(url=f"sqlite:///{tmp}/wh.sqlite"))
+        # the warehouse where `marketcov` looks for it, so `--keep` leaves a home bench_coverage can read
+        url = f"sqlite:///{Path(tmp) / 'ours' / 'marketcov_warehouse.sqlite'}"
+        ours_defs = build_definitions(universe, now, warehouse=WarehouseResource(url=url))
         floor_defs = null_definitions(universe, now)
         floor = _run(floor_defs, Path(tmp) / "floor", plans)
         ours = _run(ours_defs, Path(tmp) / "ours", plans)
