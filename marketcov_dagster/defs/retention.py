@@ -1,7 +1,7 @@
 """The retention job: delete bars older than each expiring asset's window, daily.
 
 The warehouse deletes the bars and records lineage, and an observation on each asset shows in the
-UI how many sessions have expired. Dagster keeps the old materialization events (its SQL storages
+UI what this run expired. Dagster keeps the old materialization events (its SQL storages
 cannot wipe single partitions), but the partitions definition starts at the same window start,
 so the UI's partition status never lists them, and coverage counts them as expired (materialized
 once, now before the window), never as missing.
@@ -19,18 +19,6 @@ from marketcov_dagster.lib.retention import expire
 from marketcov_dagster.lib.universe import AssetSpecification
 
 RETENTION_JOB = "retention_job"
-EXPIRED_SESSIONS = "expired_sessions"
-EXPIRED_BEFORE = "expired_before"
-
-
-def expired_from(record: dg.EventLogRecord | None) -> tuple[int, str | None]:
-    """(sessions expired in total, first session kept) from an asset's latest observation, which
-    the retention job writes; (0, None) if there is none."""
-    obs = record.asset_observation if record else None
-    if obs is None or EXPIRED_SESSIONS not in obs.metadata:
-        return 0, None
-    before = obs.metadata.get(EXPIRED_BEFORE)
-    return int(obs.metadata[EXPIRED_SESSIONS].value), str(before.value) if before else None  # type: ignore[arg-type]
 
 
 def build_retention_job(
@@ -46,14 +34,12 @@ def build_retention_job(
             e = expire(wh, spec, now, context.run_id)
             if not e.sessions and not e.bars_deleted:
                 continue
-            total, _ = expired_from(next(iter(context.instance.fetch_observations(key, limit=1).records), None))
             context.log_event(
                 dg.AssetObservation(
                     asset_key=key,
                     metadata={
-                        EXPIRED_BEFORE: e.first_kept,
-                        EXPIRED_SESSIONS: total + len(e.sessions),
-                        "expired_now": len(e.sessions),
+                        "expired_before": e.first_kept,
+                        "expired_sessions": len(e.sessions),
                         "bars_deleted": e.bars_deleted,
                     },
                 )
