@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from bench.bench_ingest import drop_database, postgres_database
-from bench.common import median, percentile, report, timed
+from bench.common import clean_env, median, percentile, report, timed
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.lib.universe import load_universe
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -66,12 +66,8 @@ def copy_bars(sqlite: sa.Engine, pg_url: str) -> sa.Engine:
     return engine
 
 
-def env_for(home: Path, warehouse_url: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
-    env.update(DAGSTER_HOME=str(home), MARKETCOV_CONFIG=str(ROOT / "marketcov.yaml"))
-    if warehouse_url:
-        env["MARKETCOV_WAREHOUSE_URL"] = warehouse_url
-    return env
+def env_for(home: Path) -> dict[str, str]:
+    return clean_env(home, ROOT / "marketcov.yaml")
 
 
 def small_home(tmp: Path) -> Path:

@@ -8,7 +8,6 @@ versus the default universe (12 symbols), in fresh processes, with peak memory.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import report
+from bench.common import clean_env, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +31,7 @@ def universe(n_symbols: int) -> dict[str, object]:
 
 def validate(config: Path, home: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one ``dagster definitions validate`` process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
-    env.update(DAGSTER_HOME=str(home), MARKETCOV_CONFIG=str(config))
+    env = clean_env(home, config)
     dagster = Path(sys.executable).with_name("dagster")
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -18,6 +19,13 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def clean_env(home: Path, config: Path) -> dict[str, str]:
+    """This environment without DAGSTER_*/MARKETCOV_* settings, pointed at ``home`` and ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
+    env.update(DAGSTER_HOME=str(home), MARKETCOV_CONFIG=str(config))
+    return env
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -141,7 +141,7 @@ def update_incidents(
 ) -> IncidentChanges:
     """Apply one freshness evaluation to the incidents, queueing alert and recovery mails."""
     now = (now or datetime.now(UTC)).astimezone(UTC)  # SQLite keeps no offset: store UTC only
-    statuses = warehouse.vendor_statuses()
+    statuses: list[dict[str, Any]] | None = None  # read only when an alert is written
     changes = IncidentChanges()
     with warehouse.begin() as conn:
         if warehouse.dialect == "postgresql":  # one evaluator at a time
@@ -167,6 +167,7 @@ def update_incidents(
                 ).inserted_primary_key
                 assert inserted is not None
                 incident_id = int(inserted[0])
+                statuses = warehouse.vendor_statuses() if statuses is None else statuses
                 vendors = vendor_summary(statuses, vendors_by_asset.get(f.asset_key, ()))
                 subject, body = _stale_mail(incident_id, f, vendors, style, now)
                 enqueue(warehouse, f"incident:{incident_id}:stale", "stale", subject, body, incident_id, conn=conn)

@@ -19,8 +19,9 @@ def _iso(value: datetime | None) -> str | None:
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
     latest = warehouse.latest_bar_ts([(s.symbol, s.interval) for s in specs])
     results = freshness_all(specs, latest, now)
+    incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
-    for inc in reversed(alerts.list_incidents(warehouse)):  # oldest first: the newest wins
+    for inc in reversed(incidents):  # oldest first: the newest wins
         latest_incident[inc["asset_key"]] = inc
     assets = []
     for f in results:
@@ -42,7 +43,8 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
             "max_lag_minutes": i["max_lag_minutes"],
             "emailed_at": _iso(i["alert_sent_at"]),
         }
-        for i in alerts.list_incidents(warehouse, open_only=True)
+        for i in incidents
+        if i["resolved_at"] is None
     ]
     recent = [
         {
