@@ -1,13 +1,17 @@
 """Backfill through Dagster versus Dagster's own floor, side by side in one run.
 
 Ours: ``marketcov backfill`` of the whole history (3 years of 1d, 90 days of 1m for the default
-universe), in process, one single-run range run per (calendar, interval) group, on a fresh SQLite
-instance and warehouse. Floor: the same runs of assets that do no work at all but emit exactly
-the same events: per partition one materialization with the same metadata keys, and the three
-checks' per-partition evaluations plus their summaries. Also: what one run per partition would
-cost, measured on a sample and extrapolated.
+universe): one single-run range run per (calendar, interval) group and worker process, the
+workers as ``marketcov backfill`` chooses them, on a fresh SQLite instance and warehouse. Floor:
+the same runs of assets that do no work at all but emit exactly the same events: per partition
+one materialization with the same metadata keys, and the three checks' per-partition evaluations
+plus their summaries. Also: what one run per partition would cost, measured on a sample and
+extrapolated. ``--levers`` instead compares, on ours, each lever Dagster offers against the
+plain sequential run: event batching, planned events as one subset, worker processes, and the
+instance on PostgreSQL.
 
-    .venv/bin/python -m bench.bench_backfill                         # the full default history
+    .venv/bin/python -m bench.bench_backfill --sequential            # the full default history
+    .venv/bin/python -m bench.bench_backfill --levers --symbols AAPL,MSFT,NVDA,BTCUSDT --sessions 150
     .venv/bin/python -m bench.bench_backfill --symbols AAPL,BTCUSDT --sessions 20
     .venv/bin/python -m bench.bench_backfill --smoke
     .venv/bin/python -m bench.bench_backfill --keep /tmp/mc-bench   # then: bench_coverage --home /tmp/mc-bench/ours
@@ -21,17 +25,19 @@ import os
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 
+from bench.bench_ingest import drop_database, postgres_database
 from bench.common import report, timed
-from marketcov_dagster.defs.backfill import GroupPlan, plan_backfill, run_backfill
+from marketcov_dagster.defs.backfill import GroupPlan, auto_workers, partitions_of, plan_backfill, run_backfill
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
-from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe
 from marketcov_dagster.lib.verify import CHECK_NAMES
 
@@ -98,24 +104,100 @@ def null_definitions(universe: Universe, now: datetime) -> dg.Definitions:
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs)
 
 
-def _run(defs: dg.Definitions, home: Path, plans: list[GroupPlan]) -> float:
+@contextmanager
+def _instance(home: Path, kind: str) -> Iterator[dg.DagsterInstance]:
+    """A fresh Dagster instance in ``home``: SQLite (the embedded default) or PostgreSQL."""
     home.mkdir(parents=True)
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        seconds, runs = timed(lambda: run_backfill(defs, instance, plans))
+    if kind == "sqlite":
+        with dg.instance_for_test(temp_dir=str(home)) as instance:
+            yield instance
+        return
+    url = postgres_database()
+    if url is None:
+        raise SystemExit("PostgreSQL is not reachable: the PostgreSQL cases need it")
+    (home / "dagster.yaml").write_text(
+        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {url}\n"
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        drop_database(url)
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """Dagster reads these variables as it goes; worker processes inherit them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(
+    make_defs: Callable[[], dg.Definitions],
+    home: Path,
+    plans: list[GroupPlan],
+    workers: int = 1,
+    kind: str = "sqlite",
+    env: dict[str, str] | None = None,
+) -> float:
+    """One backfill on a fresh instance in ``home``; the warehouse is the default one there
+    (``DAGSTER_HOME/marketcov_warehouse.sqlite``), as for ``marketcov backfill``."""
+    with _env({**(env or {}), "DAGSTER_HOME": str(home)}), _instance(home, kind) as instance:
+        seconds, runs = timed(lambda: run_backfill(make_defs, instance, plans, workers))
     assert all(r.success for r in runs), [r.error for r in runs if not r.success]
     return seconds
+
+
+BATCH = {"DAGSTER_EVENT_BATCH_SIZE": "200"}
+SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+
+
+def levers(
+    make_defs: Callable[[], dg.Definitions], scratch: Path, plans: list[GroupPlan], workers: int
+) -> list[list[str]]:
+    """Each lever Dagster offers, on ours, side by side against the sequential SQLite run."""
+    workers = max(workers, 2)
+    cases: list[tuple[str, int, str, dict[str, str]]] = [
+        ("SQLite instance, 1 process (the baseline)", 1, "sqlite", {}),
+        ("+ `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "sqlite", BATCH),
+        ("+ `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1`", 1, "sqlite", SUBSET_PLANNED),
+        (f"{workers} worker processes", workers, "sqlite", {}),
+        ("PostgreSQL instance, 1 process", 1, "postgres", {}),
+        ("PostgreSQL instance, `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "postgres", BATCH),
+        (f"PostgreSQL instance, `DAGSTER_EVENT_BATCH_SIZE=200`, {workers} workers", workers, "postgres", BATCH),
+    ]
+    partitions = partitions_of(plans)
+    rows = []
+    base = 0.0
+    for i, (label, w, kind, env) in enumerate(cases):
+        seconds = _run(make_defs, scratch / f"lever{i}", plans, w, kind, env)
+        base = base or seconds
+        rows.append([label, f"{seconds:.1f} s", f"{seconds / partitions * 1000:.0f}", f"{base / seconds:.2f}x"])
+        print(rows[-1], file=sys.stderr)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--symbols", help="comma-separated subset (default: the whole default universe)")
     p.add_argument("--sessions", type=int, help="only the latest N sessions of each window")
+    p.add_argument("--workers", type=int, help="worker processes (default: as `marketcov backfill` chooses)")
+    p.add_argument("--sequential", action="store_true", help="also run ours in one process, for the speed-up")
+    p.add_argument("--levers", action="store_true", help="compare Dagster's levers on ours instead")
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it; DIR/ours is then a DAGSTER_HOME")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
-        args.symbols, args.sessions, args.sample = "AAPL,BTCUSDT", 3, 1
+        args.symbols, args.sessions, args.sample, args.workers = "AAPL,BTCUSDT", 3, 1, 2
     logging.getLogger("dagster").setLevel(logging.WARNING)
     now = datetime.now(UTC)
     universe = load_universe(ROOT / "marketcov.yaml")
@@ -124,41 +206,62 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_backfill(specs, start, None, now)
     if args.sessions:
         plans = [GroupPlan(pl.job_name, pl.specs, pl.sessions[-args.sessions :]) for pl in plans]
-    partitions = sum(len(pl.specs) * len(pl.sessions) for pl in plans)
+    partitions = partitions_of(plans)
+    workers = args.workers or auto_workers(plans)
+    command = "python -m bench.bench_backfill " + " ".join(argv if argv is not None else sys.argv[1:])
+    os.environ.pop("MARKETCOV_WAREHOUSE_URL", None)  # each run's warehouse lies in its DAGSTER_HOME
     with tempfile.TemporaryDirectory() as scratch:
         tmp = str(args.keep or scratch)
-        os.environ["DAGSTER_HOME"] = tmp
-        # the warehouse where `marketcov` looks for it, so `--keep` leaves a home bench_coverage can read
-        url = f"sqlite:///{Path(tmp) / 'ours' / 'marketcov_warehouse.sqlite'}"
-        ours_defs = build_definitions(universe, now, warehouse=WarehouseResource(url=url))
-        floor_defs = null_definitions(universe, now)
-        floor = _run(floor_defs, Path(tmp) / "floor", plans)
-        ours = _run(ours_defs, Path(tmp) / "ours", plans)
+        ours_defs = partial(build_definitions, universe, now)
+        if args.levers:
+            rows = levers(ours_defs, Path(tmp), plans, workers)
+            report(
+                f"Backfill levers ({partitions:,} partitions, ours)",
+                ["case", "wall", "ms/partition", "speed vs baseline"],
+                rows,
+                command,
+            )
+            return 0
+        floor = _run(partial(null_definitions, universe, now), Path(tmp) / "floor", plans, workers)
+        ours = _run(ours_defs, Path(tmp) / "ours", plans, workers)
+        rows = [
+            [
+                f"{partitions:,} partitions, {workers} worker(s)",
+                f"{ours:.1f} s ({ours / partitions * 1000:.0f} ms/partition)",
+                f"{floor:.1f} s ({floor / partitions * 1000:.0f} ms/partition)",
+                f"{ours / floor:.2f}",
+                "<= 1.5",
+            ]
+        ]
+        if args.sequential:
+            seq = _run(ours_defs, Path(tmp) / "sequential", plans, 1)
+            rows.append(
+                [
+                    "ours in 1 process",
+                    f"{seq:.1f} s ({seq / partitions * 1000:.0f} ms/partition)",
+                    "-",
+                    f"{seq / ours:.2f}x the {workers} workers",
+                    "-",
+                ]
+            )
         # one run per partition, on a sample of the last plan's first asset
         plan = plans[-1]
         one = [GroupPlan(plan.job_name, plan.specs[:1], [d]) for d in plan.sessions[-args.sample :]]
         per_run = _run(ours_defs, Path(tmp) / "per_partition", one) / len(one)
-    rows = [
-        [
-            f"{partitions:,} partitions, {len(plans)} runs",
-            f"{ours:.1f} s ({ours / partitions * 1000:.0f} ms/partition)",
-            f"{floor:.1f} s ({floor / partitions * 1000:.0f} ms/partition)",
-            f"{ours / floor:.2f}",
-            "<= 1.5",
-        ],
+    rows.append(
         [
             "one run per partition (extrapolated)",
             f"{per_run * partitions:.0f} s ({per_run * 1000:.0f} ms/run)",
             "-",
             f"{per_run * partitions / ours:.1f}x ours",
             "-",
-        ],
-    ]
+        ]
+    )
     report(
         "Backfill through Dagster",
         ["case", "ours", "floor (same events, no work)", "ours / floor", "target"],
         rows,
-        "python -m bench.bench_backfill" + (" --smoke" if args.smoke else ""),
+        command,
     )
     return 0
 

@@ -23,6 +23,16 @@ def _csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="marketcov", description="Complete, verified, fresh OHLCV bars.")
     p.add_argument("--config", help="universe YAML (default: $MARKETCOV_CONFIG or ./marketcov.yaml)")
@@ -37,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     filters(b)
     b.add_argument("--start", help="first session, YYYY-MM-DD (default: the latest 3 closed sessions)")
     b.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
+    b.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes running the runs side by side (default: one per core, at most 4, "
+        "and at most one per 500 partitions)",
+    )
 
     c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
     filters(c)
@@ -157,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with dg.DagsterInstance.get() as instance:
         if args.command == "backfill":
-            from marketcov_dagster.defs.backfill import plan_backfill, run_backfill
+            from functools import partial
+
+            from marketcov_dagster.defs.backfill import auto_workers, plan_backfill, run_backfill
             from marketcov_dagster.defs.build import build_definitions
 
             now = datetime.now(UTC)
@@ -166,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BadRangeError as e:
                 print(f"marketcov: {e}", file=sys.stderr)
                 return 2
-            runs = run_backfill(build_definitions(universe, now), instance, plans)
+            workers = args.workers or auto_workers(plans)
+            runs = run_backfill(partial(build_definitions, universe, now), instance, plans, workers)
             for r in runs:
                 state = "ok" if r.success else f"FAILED: {r.error}"
                 print(
