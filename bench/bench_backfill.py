@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, help="only the latest N sessions of each window")
     p.add_argument("--workers", type=int, help="worker processes (default: as `marketcov backfill` chooses)")
     p.add_argument("--sequential", action="store_true", help="also run ours in one process, for the speed-up")
+    p.add_argument(
+        "--instance", choices=("sqlite", "postgres"), default="sqlite", help="the Dagster instance's storage"
+    )
     p.add_argument("--levers", action="store_true", help="compare Dagster's levers on ours instead")
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it; DIR/ours is then a DAGSTER_HOME")
@@ -222,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                 command,
             )
             return 0
-        floor = _run(partial(null_definitions, universe, now), Path(tmp) / "floor", plans, workers)
-        ours = _run(ours_defs, Path(tmp) / "ours", plans, workers)
+        kind = args.instance
+        floor = _run(partial(null_definitions, universe, now), Path(tmp) / "floor", plans, workers, kind)
+        ours = _run(ours_defs, Path(tmp) / "ours", plans, workers, kind)
+        batch = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
         rows = [
             [
-                f"{partitions:,} partitions, {workers} worker(s)",
+                f"{partitions:,} partitions, {workers} worker(s), {kind} instance"
+                + (f", `DAGSTER_EVENT_BATCH_SIZE={batch}`" if batch else ""),
                 f"{ours:.1f} s ({ours / partitions * 1000:.0f} ms/partition)",
                 f"{floor:.1f} s ({floor / partitions * 1000:.0f} ms/partition)",
                 f"{ours / floor:.2f}",
@@ -234,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         ]
         if args.sequential:
-            seq = _run(ours_defs, Path(tmp) / "sequential", plans, 1)
+            seq = _run(ours_defs, Path(tmp) / "sequential", plans, 1, kind)
             rows.append(
                 [
                     "ours in 1 process",
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         # one run per partition, on a sample of the last plan's first asset
         plan = plans[-1]
         one = [GroupPlan(plan.job_name, plan.specs[:1], [d]) for d in plan.sessions[-args.sample :]]
-        per_run = _run(ours_defs, Path(tmp) / "per_partition", one) / len(one)
+        per_run = _run(ours_defs, Path(tmp) / "per_partition", one, 1, kind) / len(one)
     rows.append(
         [
             "one run per partition (extrapolated)",

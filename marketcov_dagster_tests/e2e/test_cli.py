@@ -81,6 +81,8 @@ def test_bad_input_is_refused_and_changes_nothing(home: Path) -> None:
             "session between 2001-01-01 and 2001-02-01",
         ),
         (["coverage", "--intervals", "5m"], "unknown interval"),
+        (["backfill", "--workers", "0"], "--workers: '0' is not a positive whole number"),
+        (["backfill", "--workers", "two"], "--workers: 'two' is not a positive whole number"),
     ]
     for args, message in cases:
         out = marketcov(args, env)
