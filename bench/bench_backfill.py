@@ -34,7 +34,7 @@ from pathlib import Path
 import dagster as dg
 
 from bench.bench_ingest import drop_database, postgres_database
-from bench.common import report, timed
+from bench.common import report, timed, write_postgres_instance
 from marketcov_dagster.defs.backfill import GroupPlan, auto_workers, partitions_of, plan_backfill, run_backfill
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
@@ -115,9 +115,7 @@ def _instance(home: Path, kind: str) -> Iterator[dg.DagsterInstance]:
     url = postgres_database()
     if url is None:
         raise SystemExit("PostgreSQL is not reachable: the PostgreSQL cases need it")
-    (home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {url}\n"
-    )
+    write_postgres_instance(home, url)
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance

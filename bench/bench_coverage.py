@@ -39,7 +39,7 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
 from bench.bench_ingest import drop_database, postgres_database
-from bench.common import clean_env, median, percentile, report, timed
+from bench.common import clean_env, median, percentile, report, timed, write_postgres_instance
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe, parse_universe
@@ -153,7 +153,7 @@ def scale_point(symbols: int, calls: int, tmp: Path) -> list[list[str]]:
         raise SystemExit("the scale point needs PostgreSQL for the Dagster instance")
     home = tmp / "scale"
     home.mkdir()
-    (home / "dagster.yaml").write_text(f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {pg}\n")
+    write_postgres_instance(home, pg)
     os.environ["DAGSTER_HOME"] = str(home)
     specs = scale_universe(symbols).specs
     now = datetime.now(UTC)

@@ -28,6 +28,13 @@ def clean_env(home: Path, config: Path) -> dict[str, str]:
     return env
 
 
+def write_postgres_instance(home: Path, url: str) -> None:
+    """A ``dagster.yaml`` in ``home`` that keeps runs, events and schedules in PostgreSQL."""
+    (home / "dagster.yaml").write_text(
+        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {url}\n"
+    )
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
