@@ -2,15 +2,17 @@
 
 Ours: ``marketcov backfill`` of the whole history (3 years of 1d, 90 days of 1m for the default
 universe): one single-run range run per (calendar, interval) group and worker process, the
-workers as ``marketcov backfill`` chooses them, on a fresh SQLite instance and warehouse. Floor:
+workers and event settings as ``marketcov backfill`` chooses them, on a fresh instance (SQLite,
+or ``--instance postgres``) and a fresh SQLite warehouse. Floor:
 the same runs of assets that do no work at all but emit exactly the same events: per partition
 one materialization with the same metadata keys, and the three checks' per-partition evaluations
 plus their summaries. Also: what one run per partition would cost, measured on a sample and
-extrapolated. ``--levers`` instead compares, on ours, each lever Dagster offers against the
-plain sequential run: event batching, planned events as one subset, worker processes, and the
-instance on PostgreSQL.
+extrapolated. ``--levers`` instead compares, on ours, each lever Dagster offers against a
+sequential run with Dagster's defaults: event batching, planned events as one subset, worker
+processes, the instance on PostgreSQL, held connections.
 
     .venv/bin/python -m bench.bench_backfill --sequential            # the full default history
+    .venv/bin/python -m bench.bench_backfill --sequential --instance postgres
     .venv/bin/python -m bench.bench_backfill --levers --symbols AAPL,MSFT,NVDA,BTCUSDT --sessions 150
     .venv/bin/python -m bench.bench_backfill --symbols AAPL,BTCUSDT --sessions 20
     .venv/bin/python -m bench.bench_backfill --smoke
@@ -35,7 +37,14 @@ import dagster as dg
 
 from bench.bench_ingest import drop_database, postgres_database
 from bench.common import report, timed, write_postgres_instance
-from marketcov_dagster.defs.backfill import GroupPlan, auto_workers, partitions_of, plan_backfill, run_backfill
+from marketcov_dagster.defs.backfill import (
+    EVENT_BATCH_SIZE,
+    GroupPlan,
+    auto_workers,
+    partitions_of,
+    plan_backfill,
+    run_backfill,
+)
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
 from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe
@@ -145,16 +154,21 @@ def _run(
     workers: int = 1,
     kind: str = "sqlite",
     env: dict[str, str] | None = None,
+    tuned: bool = True,
+    batch: bool | None = None,
 ) -> float:
     """One backfill on a fresh instance in ``home``; the warehouse is the default one there
-    (``DAGSTER_HOME/marketcov_warehouse.sqlite``), as for ``marketcov backfill``."""
+    (``DAGSTER_HOME/marketcov_warehouse.sqlite``), as for ``marketcov backfill``. ``tuned``: held
+    connections and event batching, as ``marketcov backfill`` runs (``batch`` overrides the latter)."""
+    size = EVENT_BATCH_SIZE if (tuned if batch is None else batch) else 0
     with _env({**(env or {}), "DAGSTER_HOME": str(home)}), _instance(home, kind) as instance:
-        seconds, runs = timed(lambda: run_backfill(make_defs, instance, plans, workers))
+        seconds, runs = timed(
+            lambda: run_backfill(make_defs, instance, plans, workers, event_batch_size=size, hold_connections=tuned)
+        )
     assert all(r.success for r in runs), [r.error for r in runs if not r.success]
     return seconds
 
 
-BATCH = {"DAGSTER_EVENT_BATCH_SIZE": "200"}
 SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
@@ -163,20 +177,23 @@ def levers(
 ) -> list[list[str]]:
     """Each lever Dagster offers, on ours, side by side against the sequential SQLite run."""
     workers = max(workers, 2)
-    cases: list[tuple[str, int, str, dict[str, str]]] = [
-        ("SQLite instance, 1 process (the baseline)", 1, "sqlite", {}),
-        ("+ `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "sqlite", BATCH),
-        ("+ `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1`", 1, "sqlite", SUBSET_PLANNED),
-        (f"{workers} worker processes", workers, "sqlite", {}),
-        ("PostgreSQL instance, 1 process", 1, "postgres", {}),
-        ("PostgreSQL instance, `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "postgres", BATCH),
-        (f"PostgreSQL instance, `DAGSTER_EVENT_BATCH_SIZE=200`, {workers} workers", workers, "postgres", BATCH),
+    # (label, workers, instance, extra environment, held connections, event batching)
+    cases: list[tuple[str, int, str, dict[str, str], bool, bool]] = [
+        ("SQLite instance, 1 process, Dagster's defaults (the baseline)", 1, "sqlite", {}, False, False),
+        ("SQLite, `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "sqlite", {}, False, True),
+        ("SQLite, `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1`", 1, "sqlite", SUBSET_PLANNED, False, False),
+        (f"SQLite instance, {workers} worker processes", workers, "sqlite", {}, False, False),
+        ("PostgreSQL instance, 1 process, Dagster's defaults", 1, "postgres", {}, False, False),
+        ("PostgreSQL, `DAGSTER_EVENT_BATCH_SIZE=200`", 1, "postgres", {}, False, True),
+        ("PostgreSQL, held connections (`optimize_for_webserver`)", 1, "postgres", {}, True, False),
+        ("PostgreSQL, held connections + batching (`marketcov backfill`, 1 process)", 1, "postgres", {}, True, True),
+        (f"PostgreSQL, held connections + batching, {workers} workers", workers, "postgres", {}, True, True),
     ]
     partitions = partitions_of(plans)
     rows = []
     base = 0.0
-    for i, (label, w, kind, env) in enumerate(cases):
-        seconds = _run(make_defs, scratch / f"lever{i}", plans, w, kind, env)
+    for i, (label, w, kind, env, held, batch) in enumerate(cases):
+        seconds = _run(make_defs, scratch / f"lever{i}", plans, w, kind, env, tuned=held, batch=batch)
         base = base or seconds
         rows.append([label, f"{seconds:.1f} s", f"{seconds / partitions * 1000:.0f}", f"{base / seconds:.2f}x"])
         print(rows[-1], file=sys.stderr)
@@ -211,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or auto_workers(plans)
     command = "python -m bench.bench_backfill " + " ".join(argv if argv is not None else sys.argv[1:])
     os.environ.pop("MARKETCOV_WAREHOUSE_URL", None)  # each run's warehouse lies in its DAGSTER_HOME
+    os.environ.pop("DAGSTER_EVENT_BATCH_SIZE", None)  # each case sets its own
     with tempfile.TemporaryDirectory() as scratch:
         tmp = str(args.keep or scratch)
         ours_defs = partial(build_definitions, universe, now)
@@ -226,11 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         kind = args.instance
         floor = _run(partial(null_definitions, universe, now), Path(tmp) / "floor", plans, workers, kind)
         ours = _run(ours_defs, Path(tmp) / "ours", plans, workers, kind)
-        batch = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
         rows = [
             [
-                f"{partitions:,} partitions, {workers} worker(s), {kind} instance"
-                + (f", `DAGSTER_EVENT_BATCH_SIZE={batch}`" if batch else ""),
+                f"{partitions:,} partitions, {workers} worker(s), {kind} instance",
                 f"{ours:.1f} s ({ours / partitions * 1000:.0f} ms/partition)",
                 f"{floor:.1f} s ({floor / partitions * 1000:.0f} ms/partition)",
                 f"{ours / floor:.2f}",

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backfill":
             from functools import partial
 
-            from marketcov_dagster.defs.backfill import auto_workers, plan_backfill, run_backfill
+            from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill
             from marketcov_dagster.defs.build import build_definitions
 
             now = datetime.now(UTC)
@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"marketcov: {e}", file=sys.stderr)
                 return 2
             workers = args.workers or auto_workers(plans)
+            hint = instance_hint(instance, plans)
+            if hint:
+                print(f"marketcov: note: {hint}", file=sys.stderr)
             runs = run_backfill(partial(build_definitions, universe, now), instance, plans, workers)
             for r in runs:
                 state = "ok" if r.success else f"FAILED: {r.error}"

@@ -4,10 +4,19 @@ One run per (calendar, interval) group covers every selected asset of the group 
 session range, exactly as a single-run backfill from the UI would: the range travels in the
 ``dagster/asset_partition_range_*`` run tags and each asset fetches it with one vendor request.
 
-Dagster's own cost (about 65 ms per partition for the materialization and three check
-evaluations) is Python on one core, so a large backfill is split across worker processes: each
-worker gets about the same number of partitions and runs one range run per group over its share
-of the assets. Every asset still lies in exactly one run, so nothing is fetched or written twice.
+Dagster's own cost per partition (its planned event, materialization and three check
+evaluations) dominates a backfill, so the runs are set up to write events cheaply:
+
+- the instance's storages hold their database connections for the backfill
+  (``optimize_for_webserver``, as dagster-webserver does) instead of opening one per event: on a
+  PostgreSQL instance each event otherwise pays a new server connection;
+- ``DAGSTER_EVENT_BATCH_SIZE`` (unless already set) lets a range run's materializations and
+  planned events go to the event log in batches (PostgreSQL; SQLite stores them one by one).
+
+What is left is Python on one core, so a large backfill is also split across worker processes:
+each worker gets about the same number of partitions and runs one range run per group over its
+share of the assets. Every asset still lies in exactly one run, so nothing is fetched or written
+twice. BENCHMARKS.md has what each of these is worth.
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ import multiprocessing
 import os
 import pickle
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -109,28 +119,74 @@ def shard_plans(plans: Sequence[GroupPlan], workers: int) -> list[list[GroupPlan
     return shards
 
 
+SLOW_ON_SQLITE = 2_000
+"""Partitions from which a backfill on a SQLite instance is worth the hint to use PostgreSQL."""
+
+
+def instance_hint(instance: dg.DagsterInstance, plans: Sequence[GroupPlan]) -> str | None:
+    """A note for a large backfill on an instance that keeps its event log in SQLite."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage  # no public way to ask
+
+    partitions = partitions_of(plans)
+    if partitions < SLOW_ON_SQLITE or not isinstance(instance.event_log_storage, SqliteEventLogStorage):
+        return None
+    return (
+        f"this Dagster instance keeps its event log in SQLite, which opens a connection per event; "
+        f"{partitions:,} partitions would run several times faster on a PostgreSQL instance "
+        "(README: Production, BENCHMARKS.md)"
+    )
+
+
+EVENT_BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE = 200
+
+
 def run_backfill(
     make_defs: Callable[[], dg.Definitions],
     instance: dg.DagsterInstance,
     plans: Sequence[GroupPlan],
     workers: int = 1,
+    *,
+    event_batch_size: int = EVENT_BATCH_SIZE,
+    hold_connections: bool = True,
 ) -> list[GroupRun]:
     """Run the plans; with ``workers`` > 1 in that many processes on the same Dagster instance.
 
     ``make_defs`` must be picklable (a module-level function or a ``functools.partial`` of one)
-    when ``workers`` > 1: each worker builds its own definitions.
+    when ``workers`` > 1: each worker builds its own definitions. ``event_batch_size`` (0: off)
+    applies unless ``DAGSTER_EVENT_BATCH_SIZE`` is already set; ``hold_connections`` leaves
+    ``instance`` (and each worker's) holding its database connections afterwards.
     """
     shards = shard_plans(plans, workers)
-    if len(shards) <= 1:
-        return _run_plans(make_defs(), instance, [p for shard in shards for p in shard])
-    try:  # fail here, clearly, rather than as a broken pool in every worker
-        pickle.loads(pickle.dumps(make_defs))
-    except Exception as e:
-        raise TypeError(f"workers > 1 need definitions that can be sent to a worker process: {e}") from e
-    ref = instance.get_ref()
+    with _event_batching(event_batch_size):
+        if len(shards) <= 1:
+            return _run_plans(make_defs(), instance, [p for shard in shards for p in shard], hold_connections)
+        try:  # fail here, clearly, rather than as a broken pool in every worker
+            pickle.loads(pickle.dumps(make_defs))
+        except Exception as e:
+            raise TypeError(f"workers > 1 need definitions that can be sent to a worker process: {e}") from e
+        return _run_in_workers(make_defs, instance.get_ref(), shards, hold_connections)
+
+
+@contextmanager
+def _event_batching(size: int) -> Iterator[None]:
+    """Dagster reads the variable as events arrive; spawned workers inherit it."""
+    if size <= 0 or EVENT_BATCH_ENV in os.environ:
+        yield
+        return
+    os.environ[EVENT_BATCH_ENV] = str(size)
+    try:
+        yield
+    finally:
+        os.environ.pop(EVENT_BATCH_ENV, None)
+
+
+def _run_in_workers(
+    make_defs: Callable[[], dg.Definitions], ref: InstanceRef, shards: list[list[GroupPlan]], hold_connections: bool
+) -> list[GroupRun]:
     # spawn, not fork: the parent holds Dagster's and SQLAlchemy's threads and connections
     with ProcessPoolExecutor(len(shards), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [(shard, pool.submit(_run_shard, make_defs, ref, shard)) for shard in shards]
+        futures = [(shard, pool.submit(_run_shard, make_defs, ref, shard, hold_connections)) for shard in shards]
         out: list[GroupRun] = []
         for shard, future in futures:
             try:
@@ -140,9 +196,11 @@ def run_backfill(
     return sorted(out, key=lambda r: (r.job_name, r.first_session))
 
 
-def _run_shard(make_defs: Callable[[], dg.Definitions], ref: InstanceRef, plans: Sequence[GroupPlan]) -> list[GroupRun]:
+def _run_shard(
+    make_defs: Callable[[], dg.Definitions], ref: InstanceRef, plans: Sequence[GroupPlan], hold_connections: bool
+) -> list[GroupRun]:
     with dg.DagsterInstance.from_ref(ref) as instance:
-        return _run_plans(make_defs(), instance, plans)
+        return _run_plans(make_defs(), instance, plans, hold_connections)
 
 
 def _not_run(plan: GroupPlan, error: str) -> GroupRun:
@@ -151,7 +209,17 @@ def _not_run(plan: GroupPlan, error: str) -> GroupRun:
     )
 
 
-def _run_plans(defs: dg.Definitions, instance: dg.DagsterInstance, plans: Sequence[GroupPlan]) -> list[GroupRun]:
+HELD_CONNECTIONS_OVERFLOW = 4
+"""Connections a storage may open beyond the one it holds (Dagster's threads rarely need any)."""
+
+
+def _run_plans(
+    defs: dg.Definitions, instance: dg.DagsterInstance, plans: Sequence[GroupPlan], hold_connections: bool
+) -> list[GroupRun]:
+    if hold_connections:
+        # The storages open a connection per event by default (so that idle processes hold none);
+        # a backfill writes thousands of events, so it keeps one open. No-op on SQLite storages.
+        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=HELD_CONNECTIONS_OVERFLOW)
     out = []
     for plan in plans:
         if not plan.sessions:
