@@ -24,13 +24,19 @@ from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 from marketcov_dagster_tests.fakes.vendor_servers import FakeAlpaca, FakeBinance, Fault, regular_bars
 from marketcov_dagster_tests.vendors.conftest import FAST, settings
 
+# The fake market has traded up to its own fixed clock (early 2025); the window is derived from
+# today so that these days stay inside it whatever the date the suite runs on.
 FIRST, LAST = date(2024, 12, 1), date(2024, 12, 8)
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
+def window_days_covering(first: date) -> int:
+    return (datetime.now(UTC).date() - first).days + 30
+
+
 def crypto_home(home: Path) -> None:
     cfg = {
-        "intervals": {"1m": {"window_days": 730}},
+        "intervals": {"1m": {"window_days": window_days_covering(FIRST)}},
         "asset_classes": {
             "crypto": {"calendar": "24/7", "vendors": ["binance"], "intervals": ["1m"], "symbols": SYMBOLS}
         },
