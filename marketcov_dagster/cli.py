@@ -7,10 +7,11 @@ Imports are lazy so ``marketcov --help`` and argument errors answer fast.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,16 @@ if TYPE_CHECKING:
 
 
 def _csv_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """A comma-separated list; an empty one is refused (it would otherwise mean "everything")."""
+    items = [v.strip() for v in value.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"{value!r} names nothing: give at least one value")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{value!r} has an empty item")
+    return items
+
+
+MAX_WORKERS = 64
 
 
 def _positive_int(value: str) -> int:
@@ -30,6 +40,13 @@ def _positive_int(value: str) -> int:
         n = 0
     if n < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return n
+
+
+def _workers(value: str) -> int:
+    n = _positive_int(value)
+    if n > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{value!r} is more than {MAX_WORKERS} worker processes")
     return n
 
 
@@ -49,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
     b.add_argument(
         "--workers",
-        type=_positive_int,
-        help="processes running the runs side by side (default: one per core, at most 4, "
-        "and at most one per 500 partitions)",
+        type=_workers,
+        help=f"processes running the runs side by side, at most {MAX_WORKERS} and never more than "
+        "the assets selected (default: one per core, at most 4, and at most one per 500 partitions)",
     )
 
     c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
@@ -85,32 +102,33 @@ def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, spe
     """``status``, ``vendors`` and ``remediation`` read only the warehouse: no Dagster instance needed."""
     import pandas as pd
 
-    from marketcov_dagster.lib.warehouse import Warehouse
+    from marketcov_dagster.lib.jsonout import dumps
+    from marketcov_dagster.lib.warehouse import existing_or_empty
     from marketcov_dagster.lib.windows import BadRangeError, parse_day
 
     if args.command == "remediation":  # refuse bad filters before touching the warehouse
-        since = parse_day(args.since, "--since") if args.since else None
-        session = parse_day(args.session, "--session").isoformat() if args.session else None
+        since = parse_day(args.since, "--since") if args.since is not None else None
+        session = parse_day(args.session, "--session").isoformat() if args.session is not None else None
         unknown = sorted(set(args.kinds or ()) - set(REMEDIATION_KINDS))
         if unknown:
             raise BadRangeError(f"--kind: unknown kind(s) {unknown}; known: {list(REMEDIATION_KINDS)}")
         if args.limit is not None and args.limit <= 0:
             raise BadRangeError("--limit must be a positive number")
-    wh = Warehouse()
+    wh = existing_or_empty()  # read-only: never creates the warehouse
     if args.command == "status":
         from marketcov_dagster.lib.status import status_report, to_text
 
         report = status_report(wh, specs, datetime.now(UTC))
-        print(json.dumps(report, indent=2) if args.format == "json" else to_text(report))
+        print(dumps(report) if args.format == "json" else to_text(report))
         return 0
     if args.command == "vendors":
         statuses = wh.vendor_statuses()
         for row in statuses:
             until, reason = wh.vendor_block(row["vendor"])
-            row["blocked_until"] = datetime.fromtimestamp(until, UTC).isoformat() if until > 0 else None
-            row["blocked_reason"] = reason or None
+            row["blocked_until"] = datetime.fromtimestamp(until, UTC).isoformat() if until > time.time() else None
+            row["blocked_reason"] = (reason or None) if row["blocked_until"] else None
         if args.format == "json":
-            print(json.dumps(statuses, indent=2, default=str))
+            print(dumps(statuses))
         elif not statuses:
             print("no vendor has been called yet")
         else:
@@ -128,7 +146,7 @@ def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, spe
         limit=args.limit,
     )
     if args.format == "json":
-        print(json.dumps(df.to_dict("records"), indent=2, default=str))
+        print(dumps(df.to_dict("records")))
     elif args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif df.empty:
@@ -139,17 +157,58 @@ def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, spe
 
 
 def _ensure_dagster_home() -> None:
-    if os.environ.get("DAGSTER_HOME"):
-        return
-    if Path("dagster.yaml").is_file():
-        os.environ["DAGSTER_HOME"] = str(Path.cwd())
-        print(f"DAGSTER_HOME not set; using {Path.cwd()}", file=sys.stderr)
-        return
-    raise SystemExit("marketcov: set DAGSTER_HOME (the folder holding dagster.yaml) or run from the project root")
+    """DAGSTER_HOME must name an existing folder by an absolute path (Dagster's rule), checked
+    here so the user reads one line rather than Dagster's traceback."""
+    from marketcov_dagster.lib.universe import ConfigError
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        if not Path("dagster.yaml").is_file():
+            raise ConfigError("set DAGSTER_HOME (the folder holding dagster.yaml) or run from the project root")
+        home = os.environ["DAGSTER_HOME"] = str(Path.cwd())
+        print(f"DAGSTER_HOME not set; using {home}", file=sys.stderr)
+    if not Path(home).is_absolute():
+        raise ConfigError(
+            f"DAGSTER_HOME {home!r} is a relative path; give an absolute one, e.g. {Path(home).resolve()}"
+        )
+    if not Path(home).is_dir():
+        raise ConfigError(
+            f"DAGSTER_HOME {home!r} is not an existing folder; create it (mkdir -p {home}) or fix the path"
+        )
+
+
+@contextmanager
+def _instance_lock() -> Iterator[None]:
+    """Serialise instance creation between ``marketcov`` processes: two first-time processes on a
+    new DAGSTER_HOME would otherwise race to create Dagster's SQLite tables."""
+    import fcntl
+
+    with open(Path(os.environ["DAGSTER_HOME"]) / ".marketcov.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; bad input or a broken environment is one line on stderr and exit 2,
+    an interrupt one line and exit 130."""
     args = _parser().parse_args(argv)
+    from marketcov_dagster.lib.universe import ConfigError
+    from marketcov_dagster.lib.warehouse import WarehouseError
+
+    try:
+        return _run(args)
+    except (ConfigError, WarehouseError) as e:
+        print(f"marketcov: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"marketcov: {args.command} interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from marketcov_dagster.lib.universe import ConfigError, load_universe
     from marketcov_dagster.lib.windows import BadRangeError, parse_day
 
@@ -157,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         universe = load_universe(args.config)
         selecting = args.command != "vendors"
         specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
-        start = parse_day(args.start, "--start") if getattr(args, "start", None) else None
-        end = parse_day(args.end, "--end") if getattr(args, "end", None) else None
+        start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
+        end = parse_day(args.end, "--end") if getattr(args, "end", None) is not None else None
         _ensure_dagster_home()
         if args.command in ("status", "vendors", "remediation"):
             return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
@@ -166,12 +225,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"marketcov: {e}", file=sys.stderr)
         return 2
 
+    if args.command == "backfill":
+        from marketcov_dagster.lib.warehouse import Warehouse
+
+        Warehouse().dispose()  # a bad URL or a database that is down: one line, before any run
+
     import dagster as dg
 
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.lib import coverage as cov
+    from marketcov_dagster.lib.jsonout import dumps
 
-    with dg.DagsterInstance.get() as instance:
+    with _instance_lock():
+        try:
+            instance = dg.DagsterInstance.get()
+        except dg.DagsterError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"the Dagster instance in {os.environ['DAGSTER_HOME']} cannot start: {first}") from None
+    with instance:
         if args.command == "backfill":
             from functools import partial
 
@@ -184,7 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BadRangeError as e:
                 print(f"marketcov: {e}", file=sys.stderr)
                 return 2
-            workers = args.workers or auto_workers(plans)
+            for p in plans:
+                if p.skipped:
+                    print(f"marketcov: note: {p.job_name} skipped: {p.skipped}", file=sys.stderr)
+            n_assets = sum(len(p.specs) for p in plans if p.sessions)
+            workers = min(args.workers or auto_workers(plans), max(1, n_assets))
+            if args.workers and args.workers > workers:
+                print(f"marketcov: note: --workers {args.workers} capped at {workers}, one per asset", file=sys.stderr)
             hint = instance_hint(instance, plans)
             if hint:
                 print(f"marketcov: note: {hint}", file=sys.stderr)
@@ -201,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         assets = coverage_for(instance, specs)
         if args.format == "json":
-            print(json.dumps(cov.report(assets, datetime.now(UTC)), indent=2))
+            print(dumps(cov.report(assets, datetime.now(UTC))))
         elif args.format == "csv":
             sys.stdout.write(cov.to_csv(assets))
         else:

@@ -104,7 +104,8 @@ def build_ohlcv_asset(
         for name in CHECK_NAMES
     ]
 
-    @dg.multi_asset_check(specs=check_specs, name=f"{key.to_python_identifier()}_checks")
+    # can_subset: a partition never written yields no result (nothing to check), not a failure
+    @dg.multi_asset_check(specs=check_specs, name=f"{key.to_python_identifier()}_checks", can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         keys = list(context.partition_keys)
         wh = warehouse.get()
@@ -117,6 +118,12 @@ def build_ohlcv_asset(
             min_completeness=spec.min_completeness,
         )
         log_checksum_mismatches(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
+        unwritten = [k for k in keys if k not in outcomes]
+        if unwritten:
+            # nothing to check is not a failed check: no result, no alert, no remediation entry
+            context.log.info(f"{spec.symbol} {spec.interval}: {len(unwritten)} partition(s) not materialized")
+        if not outcomes:
+            return
         if context.has_partition_key:
             for o in outcomes[keys[0]]:
                 yield dg.AssetCheckResult(
@@ -150,8 +157,13 @@ def build_ohlcv_asset(
                 asset_key=key,
                 check_name=name,
                 passed=not failed,
-                description=f"{len(keys) - len(failed)}/{len(keys)} partitions passed",
-                metadata={"partitions": len(keys), "failed_partitions": failed[:50]},
+                description=f"{len(outcomes) - len(failed)}/{len(outcomes)} written partitions passed"
+                + (f"; {len(unwritten)} not materialized" if unwritten else ""),
+                metadata={
+                    "partitions": len(outcomes),
+                    "failed_partitions": failed[:50],
+                    "not_materialized": len(unwritten),
+                },
             )
 
     return _asset, _checks

@@ -37,7 +37,7 @@ import dagster as dg
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.universe import AssetSpecification
-from marketcov_dagster.lib.windows import backfill_sessions
+from marketcov_dagster.lib.windows import BadRangeError, backfill_sessions
 
 if TYPE_CHECKING:
     from dagster._core.instance.ref import InstanceRef
@@ -60,6 +60,7 @@ class GroupPlan:
     job_name: str
     specs: list[AssetSpecification]
     sessions: list[date]
+    skipped: str = ""  # why the group has no session to run (e.g. XNYS on a weekend range)
 
 
 def plan_backfill(
@@ -68,14 +69,23 @@ def plan_backfill(
     end: date | None,
     now: datetime,
 ) -> list[GroupPlan]:
-    """Resolve the session range per group; raises ``BadRangeError`` before anything runs."""
+    """Resolve the session range per group, before anything runs. A group with no session in the
+    range (an exchange over a weekend that crypto trades) is kept with ``skipped`` saying why;
+    ``BadRangeError`` only when no group has a session to run."""
     groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
     for s in specs:
         groups[s.group].append(s)
     plans = []
     for (calendar, interval), members in sorted(groups.items()):
-        sessions = backfill_sessions(get_calendar(calendar), members[0].window_days, now, start, end)
-        plans.append(GroupPlan(group_job_name(calendar, interval), members, sessions))
+        name = group_job_name(calendar, interval)
+        try:
+            sessions = backfill_sessions(get_calendar(calendar), members[0].window_days, now, start, end)
+        except BadRangeError as e:
+            plans.append(GroupPlan(name, members, [], skipped=str(e)))
+            continue
+        plans.append(GroupPlan(name, members, sessions))
+    if plans and not any(p.sessions for p in plans):
+        raise BadRangeError("; ".join(dict.fromkeys(p.skipped for p in plans)))
     return plans
 
 

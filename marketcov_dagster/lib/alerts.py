@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from marketcov_dagster.lib.freshness import Freshness
+from marketcov_dagster.lib.freshness import Freshness, human_minutes
 from marketcov_dagster.lib.mailer import Mailer, MailError, SmtpSettings
 from marketcov_dagster.lib.warehouse import Warehouse, incidents, outbox
 
@@ -43,14 +43,7 @@ class AlertStyle:
 
 
 def _fmt_duration(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    parts = [f"{days}d"] if days else []
-    if hours or days:
-        parts.append(f"{hours}h")
-    parts.append(f"{minutes}m")
-    return " ".join(parts)
+    return human_minutes(delta.total_seconds() / 60)
 
 
 def vendor_summary(statuses: Sequence[Mapping[str, Any]], vendors: Sequence[str]) -> str:
@@ -107,7 +100,12 @@ def _stale_mail(incident_id: int, f: Freshness, vendors: str, style: AlertStyle,
 
 def _recovery_mail(row: Mapping[str, Any], f: Freshness, style: AlertStyle, now: datetime) -> tuple[str, str]:
     duration = _fmt_duration(now - row["opened_at"])
-    subject = f"{style.subject_prefix} RECOVERED {f.symbol} {f.interval} (incident #{row['id']}, stale for {duration})"
+    worst = human_minutes(row["max_lag_minutes"] or 0.0)
+    # the incident opened when the lag was detected; the data may have been behind long before
+    subject = (
+        f"{style.subject_prefix} RECOVERED {f.symbol} {f.interval} "
+        f"(incident #{row['id']}, data up to {worst} behind, open for {duration})"
+    )
     body = "\n".join(
         [
             f"{f.symbol} {f.interval} bars are fresh again; incident #{row['id']} is resolved.",
@@ -116,8 +114,8 @@ def _recovery_mail(row: Mapping[str, Any], f: Freshness, style: AlertStyle, now:
             f"Asset:           {f.asset_key}",
             f"Opened:          {row['opened_at'].isoformat()}",
             f"Resolved:        {now.isoformat()}",
-            f"Duration:        {duration}",
-            f"Worst lag:       {row['max_lag_minutes'] or 0:.0f} min",
+            f"Incident open:   {duration} (from detection to recovery)",
+            f"Worst lag:       {worst} (how far the data was behind)",
             f"Lag now:         {f.describe_lag()}",
             f"Newest bar end:  {f.latest_end}",
             "",

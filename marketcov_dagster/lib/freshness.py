@@ -77,7 +77,19 @@ class Freshness:
     def describe_lag(self) -> str:
         if self.latest_end is None:
             return "no bars stored"
-        return f"{self.lag_minutes:.0f} min"
+        return human_minutes(self.lag_minutes or 0.0)
+
+
+def human_minutes(minutes: float) -> str:
+    """A duration a person reads at a glance: ``45 min``, ``2h 05m``, ``3d 8h``."""
+    m = int(minutes)
+    if m < 60:
+        return f"{m} min"
+    hours, m = divmod(m, 60)
+    if hours < 24:
+        return f"{hours}h {m:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
 
 
 def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime) -> Freshness:

@@ -25,12 +25,35 @@ KNOWN_VENDORS = ("synthetic", "alpaca", "binance", "polygon")
 MAX_WINDOW_DAYS = {"1d": 365 * 30, "1m": 365 * 2}
 
 
+# No coercion: `window_days: true` is not 1, `"30"` is not 30, `expire: "yes"` is not True, and
+# `.inf` is not a threshold. Numbers may still be written as ints where floats are expected.
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
 class ConfigError(ValueError):
     """The universe config is invalid; the message names every offending field."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 class IntervalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     window_days: int = Field(gt=0, description="How far back partitions reach, in calendar days.")
     min_completeness: float = Field(
@@ -60,7 +83,7 @@ class IntervalSettings(BaseModel):
 class VendorSettings(BaseModel):
     """HTTP discipline and options of one vendor; every field has a documented default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     requests_per_minute: float = Field(gt=0, description="Token-bucket rate shared by every process.")
     burst: int = Field(default=1, ge=1, description="Token-bucket capacity (requests allowed at once).")
@@ -73,6 +96,11 @@ class VendorSettings(BaseModel):
         default=120.0,
         ge=0,
         description="Longest Retry-After or ban a request waits out; longer ones fail over to the next vendor.",
+    )
+    rate_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a 429 without Retry-After waits: the vendor's quota window (per-minute quotas).",
     )
     # vendor-specific options (ignored by vendors they do not apply to)
     feed: str = Field(default="iex", description="alpaca: iex, sip, delayed_sip, ...")
@@ -98,7 +126,7 @@ DEFAULT_VENDOR_SETTINGS: dict[str, dict[str, Any]] = {
 # with the rolling window; daily bars are final some time after the close and are kept
 DEFAULT_INTERVAL_SETTINGS: dict[str, dict[str, Any]] = {
     "1d": {"vendor_delay_minutes": 60, "schedule_delay_minutes": 30, "expire": False},
-    "1m": {"vendor_delay_minutes": 15, "schedule_delay_minutes": 5, "expire": True},
+    "1m": {"vendor_delay_minutes": 15, "schedule_delay_minutes": 5, "expire": True, "min_completeness": 0.98},
 }
 
 # which (calendar kind, interval) each vendor can serve faithfully
@@ -124,7 +152,7 @@ def _unsupported(vendor: str, calendar: str, interval: Interval) -> str | None:
 
 
 class AssetClassConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     calendar: str
     vendors: list[str] = Field(min_length=1)
@@ -167,7 +195,7 @@ class AssetClassConfig(BaseModel):
 class HealingSettings(BaseModel):
     """The gap-healing sensor (off until started in the UI)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     max_runs_per_tick: int = Field(default=4, ge=1, le=100, description="Runs one tick may request.")
     max_in_flight: int = Field(default=8, ge=1, le=1000, description="Healing runs queued or running at once.")
@@ -177,14 +205,14 @@ class HealingSettings(BaseModel):
 class AlertingSettings(BaseModel):
     """How often the alert sensors evaluate (SMTP settings come from the environment)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     freshness_interval_seconds: int = Field(default=600, ge=5, description="Seconds between freshness ticks.")
     failure_interval_seconds: int = Field(default=60, ge=5, description="Seconds between failure-alert ticks.")
 
 
 class UniverseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     intervals: dict[Interval, IntervalSettings]
     asset_classes: dict[str, AssetClassConfig] = Field(min_length=1)
@@ -369,7 +397,15 @@ def load_universe(path: str | Path | None = None) -> Universe:
     if not p.is_file():
         raise ConfigError(f"universe config {str(p)!r} not found; set {CONFIG_ENV} or run from the project root")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the universe config ({e.strerror or type(e).__name__})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     return parse_universe(data, str(p))

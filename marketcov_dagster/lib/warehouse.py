@@ -39,13 +39,34 @@ from marketcov_dagster.lib.bars import COLUMNS
 WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
 SCHEMA_VERSION = 3
 
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back with its offset: SQLite keeps no zone, so
+    without this a read there is naive while the same read on PostgreSQL is aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} written to the warehouse; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
     "schema_version",
     metadata,
     sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_at", UtcDateTime(), nullable=False),
 )
 
 bars = sa.Table(
@@ -76,7 +97,7 @@ partition_lineage = sa.Table(
     sa.Column("previous_checksum", sa.String(64)),
     sa.Column("first_bar", sa.BigInteger),
     sa.Column("last_bar", sa.BigInteger),
-    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("written_at", UtcDateTime(), nullable=False),
     sa.Index("ix_lineage_partition", "symbol", "interval", "session", "id"),
 )
 
@@ -91,7 +112,7 @@ remediation_log = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(64)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_remediation_asset", "symbol", "interval", "session"),
 )
 
@@ -103,10 +124,10 @@ vendor_status = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("http_status", sa.Integer),
-    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_call_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_ok_at", sa.DateTime(timezone=True)),
-    sa.Column("last_failure_at", sa.DateTime(timezone=True)),
+    sa.Column("since", UtcDateTime(), nullable=False),
+    sa.Column("last_call_at", UtcDateTime(), nullable=False),
+    sa.Column("last_ok_at", UtcDateTime()),
+    sa.Column("last_failure_at", UtcDateTime()),
     sa.Column("calls", sa.Integer, nullable=False),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("rate_limited", sa.Integer, nullable=False),
@@ -129,14 +150,14 @@ incidents = sa.Table(
     sa.Column("asset_key", sa.String(80), nullable=False),
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("interval", sa.String(8), nullable=False),
-    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
     sa.Column("lag_minutes", sa.Float(precision=53)),
     sa.Column("max_lag_minutes", sa.Float(precision=53)),
     sa.Column("last_lag_minutes", sa.Float(precision=53)),
-    sa.Column("last_checked_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("alert_sent_at", sa.DateTime(timezone=True)),
-    sa.Column("resolved_at", sa.DateTime(timezone=True)),
-    sa.Column("recovery_sent_at", sa.DateTime(timezone=True)),
+    sa.Column("last_checked_at", UtcDateTime(), nullable=False),
+    sa.Column("alert_sent_at", UtcDateTime()),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("recovery_sent_at", UtcDateTime()),
     # at most one open incident per asset, whoever evaluates it and however often
     sa.Index(
         "ux_incidents_open",
@@ -156,8 +177,8 @@ outbox = sa.Table(
     sa.Column("incident_id", sa.Integer),
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime()),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("claimed_until", sa.Float(precision=53), nullable=False),
@@ -182,6 +203,30 @@ def default_warehouse_url() -> str:
         return url
     home = Path(os.environ.get("DAGSTER_HOME") or ".")
     return f"sqlite:///{(home / 'marketcov_warehouse.sqlite').resolve()}"
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse URL is malformed or its database cannot be reached; the message says which
+    and never carries a password."""
+
+
+def _first_line(e: sa.exc.DBAPIError) -> str:
+    text = str(e.orig).strip().splitlines()
+    return text[0] if text else type(e.orig).__name__
+
+
+def existing_or_empty(url: str | None = None) -> Warehouse:
+    """The warehouse for read-only commands: an embedded SQLite file that does not exist yet is
+    not created; an empty in-memory warehouse stands in for it."""
+    url = url or default_warehouse_url()
+    try:
+        u = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return Warehouse(url)  # raises the clear error
+    on_disk = u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:")
+    if on_disk and not Path(str(u.database)).exists():
+        return Warehouse("sqlite://")
+    return Warehouse(url)
 
 
 def redact_url(url: str) -> str:
@@ -235,7 +280,12 @@ def _sqlite_begin(conn: Connection) -> None:
 class Warehouse:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_warehouse_url()
-        u = sa.engine.make_url(self.url)
+        try:
+            u = sa.engine.make_url(self.url)
+        except sa.exc.ArgumentError:
+            raise WarehouseError(
+                f"{WAREHOUSE_URL_ENV} is not a database URL (use sqlite:///path or postgresql://user@host/db)"
+            ) from None
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite":
             if u.database and u.database != ":memory:":
@@ -249,8 +299,12 @@ class Warehouse:
                 u = u.set(drivername="postgresql+psycopg2")
             self.engine = sa.create_engine(u, pool_pre_ping=True)
         else:
-            raise ValueError(f"unsupported warehouse {redact_url(self.url)}: use sqlite:/// or postgresql://")
-        self.ensure_schema()
+            raise WarehouseError(f"unsupported warehouse {redact_url(self.url)}: use sqlite:/// or postgresql://")
+        try:
+            self.ensure_schema()
+        except sa.exc.OperationalError as e:
+            self.engine.dispose()
+            raise WarehouseError(f"warehouse {redact_url(self.url)} unreachable: {_first_line(e)}") from None
 
     def __repr__(self) -> str:
         return f"Warehouse({redact_url(self.url)})"

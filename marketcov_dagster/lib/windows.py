@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 from marketcov_dagster.lib.calendars import TradingCalendar
@@ -29,11 +30,18 @@ def expected_sessions(calendar: TradingCalendar, window_days: int, now: datetime
     return calendar.sessions(window_start(calendar, window_days, now), last)
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def parse_day(value: str, field: str) -> date:
+    """A calendar day written exactly ``YYYY-MM-DD`` (``date.fromisoformat`` also takes
+    ``20261102`` and ``2026-W45-1``, which nobody means on a command line)."""
+    if not _DAY.fullmatch(value):
+        raise BadRangeError(f"{field}: {value!r} is not a date (use YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
-    except ValueError:
-        raise BadRangeError(f"{field}: {value!r} is not a date (use YYYY-MM-DD)") from None
+    except ValueError as e:
+        raise BadRangeError(f"{field}: {value!r} is not a date ({e})") from None
 
 
 def backfill_sessions(

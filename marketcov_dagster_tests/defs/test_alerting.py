@@ -88,7 +88,7 @@ def test_freshness_sensor_mails_once_per_incident_across_restarts_and_an_smtp_ou
         clock.now = T0 + timedelta(minutes=10 * i)
         res = tick(defs(), home, FRESHNESS_SENSOR)
         messages.append(res.skip_message)
-    assert smtp_server.subjects() == ["[marketcov] STALE AAPL 1m: 104 min behind (incident #1)"]
+    assert smtp_server.subjects() == ["[marketcov] STALE AAPL 1m: 1h 44m behind (incident #1)"]
     assert smtp_server.messages[0]["X-Envelope-To"] == "ops@desk.test, quant@desk.test"
     assert "http://ui.test:3000/assets/ohlcv/1m/AAPL" in smtp_server.body(0)
     assert "opened [1]" in messages[0] and "still open 1" in messages[3]
@@ -106,8 +106,8 @@ def test_freshness_sensor_mails_once_per_incident_across_restarts_and_an_smtp_ou
         tick(defs(), home, FRESHNESS_SENSOR)
     aapl = [s for s in smtp_server.subjects() if "AAPL 1m" in s]
     assert aapl == [
-        "[marketcov] STALE AAPL 1m: 104 min behind (incident #1)",
-        "[marketcov] RECOVERED AAPL 1m (incident #1, stale for 50m)",
+        "[marketcov] STALE AAPL 1m: 1h 44m behind (incident #1)",
+        "[marketcov] RECOVERED AAPL 1m (incident #1, data up to 2h 14m behind, open for 50 min)",
     ]
 
 

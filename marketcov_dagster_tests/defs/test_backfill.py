@@ -225,3 +225,20 @@ def test_a_large_backfill_on_a_sqlite_instance_suggests_postgres(tmp_path: Path,
         assert instance_hint(instance, small) is None
     with _instance(tmp_path / "postgres", postgres_dagster_url) as instance:
         assert instance_hint(instance, plans) is None
+
+
+def test_a_weekend_range_runs_the_groups_that_trade_and_skips_the_others() -> None:
+    from marketcov_dagster.lib.windows import BadRangeError
+
+    specs = small_universe().specs
+    plans = plan_backfill(specs, date(2024, 11, 30), date(2024, 12, 1), NOW)  # Saturday, Sunday
+    by_job = {p.job_name: p for p in plans}
+    crypto = [p for p in plans if "24_7" in p.job_name]
+    xnys = [p for p in plans if "xnys" in p.job_name]
+    assert crypto and xnys and len(by_job) == len(plans)
+    assert all(p.sessions == [date(2024, 11, 30), date(2024, 12, 1)] and not p.skipped for p in crypto)
+    assert all(p.sessions == [] and "no XNYS session" in p.skipped for p in xnys)
+    assert partitions_of(plans) == 2 * sum(len(p.specs) for p in crypto)
+    equities = [s for s in specs if s.calendar == "XNYS"]
+    with pytest.raises(BadRangeError, match="no XNYS session"):
+        plan_backfill(equities, date(2024, 11, 30), date(2024, 12, 1), NOW)

@@ -21,14 +21,14 @@ from dagster._core.instance.ref import InstanceRef  # open a running deployment'
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def marketcov(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def marketcov(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "marketcov_dagster.cli", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=env["DAGSTER_HOME"],
+        cwd=cwd or env["DAGSTER_HOME"],
     )
 
 

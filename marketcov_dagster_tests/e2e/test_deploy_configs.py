@@ -69,3 +69,14 @@ def test_compose_and_helm_values_point_at_this_code_location() -> None:
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "marketcov_dagster.definitions"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
+
+
+def test_no_recipe_exposes_the_ui_beyond_loopback() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker" / "docker-compose.yaml").read_text())
+    published = [p for svc in compose["services"].values() for p in svc.get("ports", [])]
+    assert published and all(str(p).startswith("127.0.0.1:") for p in published), published
+    texts = {p: p.read_text() for p in [ROOT / "README.md", ROOT / "Procfile", ROOT / "scripts" / "services"]}
+    for path, text in texts.items():
+        for line in text.splitlines():
+            if "services start" in line or "dagster-webserver" in line or "dagster dev" in line:
+                assert "0.0.0.0" not in line, (path.name, line)

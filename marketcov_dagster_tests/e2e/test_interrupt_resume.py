@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -24,19 +24,15 @@ from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 from marketcov_dagster_tests.fakes.vendor_servers import FakeAlpaca, FakeBinance, Fault, regular_bars
 from marketcov_dagster_tests.vendors.conftest import FAST, settings
 
-# The fake market has traded up to its own fixed clock (early 2025); the window is derived from
-# today so that these days stay inside it whatever the date the suite runs on.
-FIRST, LAST = date(2024, 12, 1), date(2024, 12, 8)
+# a recent week, derived from today: inside the minute window whatever the date the suite runs on
+LAST = datetime.now(UTC).date() - timedelta(days=10)
+FIRST = LAST - timedelta(days=7)
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-
-def window_days_covering(first: date) -> int:
-    return (datetime.now(UTC).date() - first).days + 30
 
 
 def crypto_home(home: Path) -> None:
     cfg = {
-        "intervals": {"1m": {"window_days": window_days_covering(FIRST)}},
+        "intervals": {"1m": {"window_days": 730}},
         "asset_classes": {
             "crypto": {"calendar": "24/7", "vendors": ["binance"], "intervals": ["1m"], "symbols": SYMBOLS}
         },
@@ -65,12 +61,13 @@ def test_killed_backfill_resumes_without_duplicates(home: Path) -> None:
         wh_path = home / "marketcov_warehouse.sqlite"
         deadline = time.time() + 120
         # kill once the first symbol is written and the second is being fetched
-        while time.time() < deadline:
+        while time.time() < deadline and proc.poll() is None:
             if wh_path.exists() and Warehouse(f"sqlite:///{wh_path}").count_bars() > 0:
                 break
             time.sleep(0.1)
-        while len(server.requests) < 14:
+        while len(server.requests) < 14 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        assert proc.poll() is None, "the backfill ended before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         wh = Warehouse(f"sqlite:///{wh_path}")

@@ -28,7 +28,9 @@ from marketcov_dagster.lib.intervals import MINUTE_MS
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
 
 NEW_YORK = ZoneInfo("America/New_York")
-CLOCK = datetime(2025, 1, 31, tzinfo=UTC)  # the market "now": everything before it has traded
+# the market "now": every day before today has traded (derived from the clock, so tests that ask
+# for recent sessions work on any date)
+CLOCK = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def market_calendar(symbol: str) -> TradingCalendar:

@@ -50,13 +50,13 @@ def test_stale_sends_exactly_one_mail_then_one_recovery(warehouse: Warehouse, sm
     mail = smtp_server.messages[0]
     body = smtp_server.body(0)
     (incident,) = alerts.list_incidents(warehouse)
-    assert str(mail["Subject"]).startswith("[mc-test] STALE AAPL 1m: 104 min behind")
+    assert str(mail["Subject"]).startswith("[mc-test] STALE AAPL 1m: 1h 44m behind")
     assert f"incident #{incident['id']}" in str(mail["Subject"])
     assert mail["X-Envelope-To"] == "ops@x.test" and mail["From"] == "alerts@marketcov.test"
     for text in (
         "Symbol:          AAPL",
         "Interval:        1m",
-        "Lag:             104 min",
+        "Lag:             1h 44m",
         f"Incident:        #{incident['id']}",
         f"Detected at:     {T0.astimezone(UTC).isoformat()}",
         "alpaca: rate_limited, HTTP 429 since",
@@ -72,8 +72,10 @@ def test_stale_sends_exactly_one_mail_then_one_recovery(warehouse: Warehouse, sm
         tick(warehouse, smtp_server, fresh(recovered_at + timedelta(minutes=10 * i)), fresh(T0, OTHER))
     assert len(smtp_server.messages) == 2
     recovery = smtp_server.messages[1]
-    assert str(recovery["Subject"]) == f"[mc-test] RECOVERED AAPL 1m (incident #{incident['id']}, stale for 1h 35m)"
-    assert "Duration:        1h 35m" in smtp_server.body(1)
+    assert str(recovery["Subject"]) == (
+        f"[mc-test] RECOVERED AAPL 1m (incident #{incident['id']}, data up to 2h 34m behind, open for 1h 35m)"
+    )
+    assert "Incident open:   1h 35m" in smtp_server.body(1)
     (done,) = alerts.list_incidents(warehouse)
     assert done["resolved_at"] == recovered_at and done["recovery_sent_at"] is not None
 

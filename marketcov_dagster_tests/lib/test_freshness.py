@@ -142,3 +142,12 @@ def test_ui_freshness_windows_cover_every_closure_of_the_calendar() -> None:
     daily = IntervalSettings(window_days=900, vendor_delay_minutes=60, schedule_delay_minutes=30, expire=False)
     fail, _ = ui_freshness_windows(xnys, "1d", daily, today)
     assert fail >= timedelta(days=4, hours=1, minutes=30)  # Thursday close -> Monday close, + delay + threshold
+
+
+@pytest.mark.parametrize(
+    ("minutes", "text"), [(0, "0 min"), (59.9, "59 min"), (60, "1h 00m"), (104, "1h 44m"), (4812, "3d 8h")]
+)
+def test_lag_reads_in_human_units(minutes: float, text: str) -> None:
+    from marketcov_dagster.lib.freshness import human_minutes
+
+    assert human_minutes(minutes) == text

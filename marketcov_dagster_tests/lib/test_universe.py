@@ -82,3 +82,60 @@ def test_symbol_key_mapping_is_reversible(symbol: str) -> None:
     part = symbol_to_key_part(symbol)
     assert part.replace("_", "").isalnum()
     assert key_part_to_symbol(part) == symbol
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (["intervals", "1m", "window_days"], True, "intervals.1m.window_days"),
+        (["intervals", "1m", "window_days"], "30", "intervals.1m.window_days"),
+        (["intervals", "1m", "window_days"], 30.5, "intervals.1m.window_days"),
+        (["intervals", "1m", "expire"], "yes", "intervals.1m.expire"),
+        (["intervals", "1m", "expire"], 1, "intervals.1m.expire"),
+        (["intervals", "1m", "freshness_threshold_minutes"], float("inf"), "intervals.1m.freshness_threshold_minutes"),
+        (["intervals", "1m", "min_completeness"], float("nan"), "intervals.1m.min_completeness"),
+        (["asset_classes", "crypto", "symbols"], "BTCUSDT", "asset_classes.crypto.symbols"),
+    ],
+)
+def test_no_type_coercion(path: list[str | int], value: Any, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        parse_universe(with_change(path, value))
+
+
+def test_yaml_spellings_are_not_coerced_either(tmp_path: Path) -> None:
+    text = (ROOT / "marketcov.yaml").read_text().replace("window_days: 90 ", 'window_days: "90" ')
+    assert '"90"' in text
+    (tmp_path / "u.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"intervals\.1m\.window_days"):
+        load_universe(tmp_path / "u.yaml")
+    inf = (ROOT / "marketcov.yaml").read_text().replace("min_completeness: 0.98", "min_completeness: .inf")
+    (tmp_path / "u.yaml").write_text(inf)
+    with pytest.raises(ConfigError, match=r"intervals\.1m\.min_completeness"):
+        load_universe(tmp_path / "u.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        # a second asset_classes block would silently replace the first
+        ("asset_classes:\n  a: {}\nasset_classes:\n  b: {}\n", "asset_classes"),
+        ("intervals:\n  1m:\n    window_days: 90\n    window_days: 30\n", "window_days"),
+    ],
+)
+def test_a_key_given_twice_is_an_error(tmp_path: Path, text: str, key: str) -> None:
+    (tmp_path / "u.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=rf"duplicate key '{key}' \(first at line \d+\)"):
+        load_universe(tmp_path / "u.yaml")
+
+
+def test_a_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "u.yaml").write_bytes((ROOT / "marketcov.yaml").read_bytes().replace(b"AAPL", b"A\xe9PL"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_universe(tmp_path / "u.yaml")
+
+
+def test_minute_completeness_defaults_to_what_the_default_config_documents() -> None:
+    data = copy.deepcopy(BASE)
+    documented = data["intervals"]["1m"].pop("min_completeness")
+    u = parse_universe(data)
+    assert {s.min_completeness for s in u.specs if s.interval == "1m"} == {documented}

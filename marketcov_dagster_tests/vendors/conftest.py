@@ -26,6 +26,7 @@ FAST: dict[str, Any] = {
     "backoff_base": 0.05,
     "backoff_max": 0.2,
     "max_wait": 5.0,
+    "rate_window_seconds": 1.0,
 }
 
 

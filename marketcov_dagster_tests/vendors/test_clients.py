@@ -135,6 +135,61 @@ def test_polygon_429_without_headers_backs_off_and_recovers(
     polygon_server.script = [Fault(429, {}, body), Fault(429, {}, body)]
     assert len(fetch("polygon", polygon_server, sqlite_warehouse)) == 390
     assert len(polygon_server.requests) == 3
+    at = [r.at for r in polygon_server.requests]
+    # each 429 waits out the quota window (1 s here, 60 s by default), not a short jittered backoff
+    assert at[1] - at[0] >= 0.95 and at[2] - at[1] >= 0.95, at
+
+
+def test_a_429_without_retry_after_blocks_every_caller_for_the_quota_window(
+    polygon_server: FakeVendorServer, sqlite_warehouse: Warehouse
+) -> None:
+    body = json.dumps({"status": "ERROR", "error": "You've exceeded the maximum requests per minute"}).encode()
+    polygon_server.script = [Fault(429, {}, body)] * 5
+    before = time.time()
+    with pytest.raises(RateLimitedError, match="without Retry-After: waiting the 60s window"):
+        fetch("polygon", polygon_server, sqlite_warehouse, rate_window_seconds=60.0)
+    assert len(polygon_server.requests) == 1, "retried inside the same quota window"
+    until, reason = sqlite_warehouse.vendor_block("polygon")
+    assert until >= before + 59 and "without Retry-After" in reason
+    # another caller (another step, another process) sharing the ledger does not call either
+    with pytest.raises(RateLimitedError, match="blocked for another"):
+        fetch("polygon", polygon_server, sqlite_warehouse)
+    assert len(polygon_server.requests) == 1
+
+
+def test_no_backoff_sleep_after_the_final_attempt(
+    polygon_server: FakeVendorServer, sqlite_warehouse: Warehouse
+) -> None:
+    from marketcov_dagster.lib.vendors.polygon import PolygonVendor
+    from marketcov_dagster_tests.fakes.vendor_servers import FakePolygon
+    from marketcov_dagster_tests.vendors.conftest import settings
+
+    slept: list[float] = []
+    vendor = PolygonVendor(
+        api_key=FakePolygon.API_KEY,
+        base_url=polygon_server.url,
+        settings=settings("polygon", max_attempts=3, backoff_base=1.0, backoff_max=8.0),
+        calendar=XNYS,
+        ledger=sqlite_warehouse,
+        sleep=slept.append,
+    )
+    polygon_server.script = [Fault(503)] * 3
+    with pytest.raises(VendorUnavailableError, match="gave up after 3 attempts"):
+        vendor.fetch_bars("AAPL", "1m", *span(date(2024, 3, 11), date(2024, 3, 11)))
+    assert len(polygon_server.requests) == 3
+    assert len(slept) == 2, slept  # between attempts only
+
+
+def test_pacing_keeps_a_margin_below_the_documented_rate(sqlite_warehouse: Warehouse) -> None:
+    from marketcov_dagster.lib.vendors.http import PACING_MARGIN
+
+    with SERVERS["polygon"]() as server:
+        vendor = client("polygon", server, sqlite_warehouse, requests_per_minute=600, burst=1)
+        for _ in range(3):
+            vendor.fetch_bars("AAPL", "1d", *span(date(2024, 3, 11), date(2024, 3, 11)))
+        at = [r.at for r in server.requests]
+    # 600/minute is one request per 0.1 s; paced 2 % below, two gaps take at least 0.204 s
+    assert at[-1] - at[0] >= 2 * 0.1 / (1 - PACING_MARGIN) - 0.002, at
 
 
 def test_a_long_retry_after_blocks_every_caller_and_fails_over(
@@ -261,7 +316,7 @@ def test_polygon_never_follows_next_url_to_another_host(
 ) -> None:
     body = {"status": "OK", "results": [], "next_url": "https://evil.example/v2/aggs?cursor=x"}
     polygon_server.script = [Fault(200, {}, json.dumps(body).encode())]
-    with pytest.raises(BadPayloadError, match="configured host"):
+    with pytest.raises(BadPayloadError, match="configured scheme and host"):
         fetch("polygon", polygon_server, sqlite_warehouse)
     assert len(polygon_server.requests) == 1
 

@@ -9,7 +9,10 @@
   error (see ``base``);
 * every real call's outcome recorded as the vendor's health;
 * secrets (keys) never appear in errors or logs: messages are redacted and never carry a query
-  string.
+  string;
+* redirects are never followed blindly (``requests`` would carry the vendor's key headers and
+  query to whatever host a 30x names): one to the same scheme, host and port is followed, any
+  other is refused as a vendor error naming only the host.
 
 Retries are written here rather than delegated to urllib3's ``Retry`` because each attempt must
 pass through the shared token bucket and ban state, and each outcome must reach the ledger.
@@ -25,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -47,6 +51,16 @@ from marketcov_dagster.lib.vendors.base import (
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 10_000
+MAX_REDIRECTS = 5
+PACING_MARGIN = 0.02
+"""Requests are paced 2 % below the documented rate, so clock skew between us and the vendor
+never puts the (n+1)-th request of an n-per-minute budget a few milliseconds inside the minute."""
+
+
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host[:port]) of a URL, lower-cased: what must not change while a key travels."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 class VendorLedger(Protocol):
@@ -216,7 +230,8 @@ class HttpVendor(Vendor):
     def _wait_for_slot(self) -> None:
         s = self.settings
         while True:
-            wait = self.ledger.take_vendor_token(self.name, s.requests_per_minute, s.burst, self._clock())
+            rate = s.requests_per_minute * (1.0 - PACING_MARGIN)
+            wait = self.ledger.take_vendor_token(self.name, rate, s.burst, self._clock())
             if wait <= 0:
                 return
             if wait > s.max_wait:
@@ -237,15 +252,14 @@ class HttpVendor(Vendor):
             self._wait_for_slot()
             backoff = backoff_delay(attempt, s.backoff_base, s.backoff_max, self._rng)
             try:
-                resp = self.session.get(
-                    url, params=params, headers=self._headers(), timeout=(s.connect_timeout, s.read_timeout)
-                )
+                resp = self._get_same_origin(url, params, label)
             except requests.RequestException as e:
                 # never str(e): requests puts the full URL, query string and all, in its messages
                 last = "timed out" if isinstance(e, requests.Timeout) else f"connection failed ({type(e).__name__})"
                 last_cls = VendorUnavailableError
                 self.ledger.record_vendor_call(self.name, "unavailable", f"{label}: {last}")
-                self._sleep(backoff)
+                if attempt < s.max_attempts:
+                    self._sleep(backoff)
                 continue
             self._after_response(resp)
             code = resp.status_code
@@ -261,21 +275,58 @@ class HttpVendor(Vendor):
                 self.ledger.record_vendor_call(self.name, err.state, str(err), code)
                 raise err
             wait = self._retry_after(resp)
+            if code == 429 and wait is None:
+                # no Retry-After (Polygon never sends one): the quota is per window, so wait it out
+                wait, why = (
+                    s.rate_window_seconds,
+                    f"HTTP 429 without Retry-After: waiting the {s.rate_window_seconds:.0f}s window",
+                )
+            else:
+                why = f"HTTP {code} Retry-After {wait:.0f}s" if wait is not None else ""
+            if wait is not None:
+                # published first, so no process or run sends this vendor anything before it expires
+                self.ledger.block_vendor(self.name, self._clock() + wait, why)
             if code == 429:
-                last, last_cls = f"HTTP 429 rate limited, Retry-After {wait}", RateLimitedError
+                last, last_cls = f"HTTP 429 rate limited, waiting {wait:.0f}s", RateLimitedError
                 self.ledger.record_vendor_call(self.name, "rate_limited", f"{label}: {last}", code)
             else:
                 last, last_cls = f"HTTP {code}", VendorUnavailableError
                 self.ledger.record_vendor_call(self.name, "unavailable", f"{label}: {last}", code)
-            if wait is None:
+            if wait is not None and wait > s.max_wait:
+                raise self._error(last_cls, f"{label}: {why}, longer than max_wait {s.max_wait:.0f}s")
+            if wait is None and attempt < s.max_attempts:
                 self._sleep(backoff)
-            elif wait > s.max_wait:
-                self.ledger.block_vendor(self.name, self._clock() + wait, f"HTTP {code} Retry-After {wait:.0f}s")
-                raise self._error(last_cls, f"{label}: {last}s is longer than max_wait {s.max_wait:.0f}s")
-            else:
-                # no process or run calls this vendor before the wait expires (_wait_for_slot)
-                self.ledger.block_vendor(self.name, self._clock() + wait, f"HTTP {code} Retry-After {wait:.0f}s")
         raise self._error(last_cls, f"{label}: gave up after {s.max_attempts} attempts; last: {last}")
+
+    def _get_same_origin(self, url: str, params: dict[str, Any] | None, label: str) -> requests.Response:
+        """One GET that follows redirects only within the vendor's own origin."""
+        s = self.settings
+        allowed = origin(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self.session.get(
+                url,
+                params=params,
+                headers=self._headers(),
+                timeout=(s.connect_timeout, s.read_timeout),
+                allow_redirects=False,
+            )
+            if not resp.is_redirect:
+                return resp
+            target = urljoin(resp.url or url, resp.headers.get("Location", ""))
+            resp.close()
+            if origin(target) != allowed:
+                scheme, host = origin(target)
+                err = self._error(
+                    VendorError,
+                    f"{label}: HTTP {resp.status_code} redirect to {scheme}://{host} refused: "
+                    "credentials are never sent to another host or scheme",
+                )
+                self.ledger.record_vendor_call(self.name, "unavailable", str(err), resp.status_code)
+                raise err
+            url, params = target, None  # the Location carries the query the server wants
+        err = self._error(VendorError, f"{label}: more than {MAX_REDIRECTS} redirects")
+        self.ledger.record_vendor_call(self.name, "unavailable", str(err))
+        raise err
 
     def _headers(self) -> dict[str, str]:
         return {}

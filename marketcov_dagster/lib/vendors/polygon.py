@@ -2,7 +2,8 @@
 
 * ``from``/``to`` are inclusive epoch-ms; ``adjusted``, ``sort=asc``, ``limit=50000``.
 * Auth: ``apiKey`` query parameter. ``next_url`` pages carry a cursor but not the key, so the
-  key is added again; ``next_url`` is followed only on the configured host, never elsewhere.
+  key is added again; ``next_url`` is followed only on the configured scheme and host, never elsewhere
+  (an ``http://`` page from an ``https://`` base would carry the key in clear).
 * ``results`` is omitted when empty; ``status`` is ``OK`` (or ``DELAYED``) on success.
 * Daily bars start at midnight America/New_York; minute bars cover extended hours.
 * Free tier: 5 requests per minute, no rate-limit headers, no ``Retry-After``.
@@ -11,14 +12,14 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.vendors.base import BadPayloadError
-from marketcov_dagster.lib.vendors.http import MAX_PAGES, HttpVendor
+from marketcov_dagster.lib.vendors.http import MAX_PAGES, HttpVendor, origin
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -42,7 +43,7 @@ class PolygonVendor(HttpVendor):
             "limit": 50_000,
             "apiKey": self._api_key,
         }
-        host = urlsplit(self.base_url).netloc
+        home = origin(self.base_url)
         results: list[Any] = []
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -57,8 +58,8 @@ class PolygonVendor(HttpVendor):
             next_url = body.get("next_url")
             if not next_url:
                 break
-            if not isinstance(next_url, str) or urlsplit(next_url).netloc != host or next_url in seen:
-                raise self._error(BadPayloadError, "next_url is not a new page on the configured host")
+            if not isinstance(next_url, str) or origin(next_url) != home or next_url in seen:
+                raise self._error(BadPayloadError, "next_url is not a new page on the configured scheme and host")
             seen.add(next_url)
             url, params = next_url, {"apiKey": self._api_key}  # next_url does not carry the key
         else:

@@ -1,0 +1,107 @@
+"""Bad input and a broken environment: one clear line on stderr, a non-zero exit, no traceback,
+nothing written. Each case runs the real ``marketcov`` process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
+
+WAREHOUSE = "marketcov_warehouse.sqlite"
+
+
+def _refused(args: list[str], env: dict[str, str], message: str, cwd: Path | None = None) -> None:
+    out = marketcov(args, env, cwd)
+    assert out.returncode == 2, (args, out.returncode, out.stdout[-500:], out.stderr[-2000:])
+    assert "Traceback" not in out.stderr, (args, out.stderr)
+    assert message in out.stderr, (args, out.stderr)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("marketcov")]
+    assert len(errors) == 1, (args, out.stderr)
+
+
+BAD_ARGS = [
+    (["backfill", "--symbols", ""], "'' names nothing"),
+    (["backfill", "--symbols", ","], "',' names nothing"),
+    (["backfill", "--symbols", "AAPL,"], "'AAPL,' has an empty item"),
+    (["backfill", "--intervals", ""], "'' names nothing"),
+    (["backfill", "--asset-class", " "], "' ' names nothing"),
+    (["coverage", "--symbols", ""], "'' names nothing"),
+    (["backfill", "--start", ""], "--start: '' is not a date (use YYYY-MM-DD)"),
+    (["backfill", "--end", ""], "--end: '' is not a date"),
+    (["backfill", "--start", "20261102"], "--start: '20261102' is not a date (use YYYY-MM-DD)"),
+    (["backfill", "--start", "2026-W45-1"], "--start: '2026-W45-1' is not a date"),
+    (["backfill", "--start", "2026-11-2"], "--start: '2026-11-2' is not a date"),
+    (["remediation", "--since", ""], "--since: '' is not a date"),
+    (["remediation", "--session", "20241129"], "--session: '20241129' is not a date"),
+    (["backfill", "--workers", "99999999999999999999999"], "is more than 64 worker processes"),
+    (["backfill", "--workers", "1000"], "'1000' is more than 64 worker processes"),
+]
+
+
+def test_bad_arguments_are_refused_and_write_nothing(home: Path) -> None:
+    env = base_env(home, None)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda case: _refused(case[0], env, case[1]), BAD_ARGS))
+    assert not (home / WAREHOUSE).exists()
+    assert not (home / "storage").exists() and not (home / "history").exists()
+
+
+def test_a_broken_environment_is_one_line_naming_what_to_fix(home: Path, tmp_path: Path) -> None:
+    env = base_env(home, None)
+    _refused(["coverage"], {**env, "DAGSTER_HOME": str(tmp_path / "missing")}, "is not an existing folder", home)
+    _refused(["status"], {**env, "DAGSTER_HOME": "relative/home"}, "is a relative path", home)
+    _refused(
+        ["status"], {**env, "MARKETCOV_WAREHOUSE_URL": "not a url"}, "MARKETCOV_WAREHOUSE_URL is not a database URL"
+    )
+    down = "postgresql+psycopg2://postgres:hunter2@127.0.0.1:9/marketcov"  # nothing listens on port 9
+    for command in (["status"], ["backfill", "--symbols", "AAPL"]):
+        out = marketcov(command, {**env, "MARKETCOV_WAREHOUSE_URL": down})
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "unreachable" in out.stderr and "hunter2" not in out.stderr, out.stderr
+    assert not (home / "storage").exists(), "a backfill with the warehouse down started runs"
+    bad = home / "latin1.yaml"
+    bad.write_bytes((home / "marketcov.yaml").read_bytes().replace(b"AAPL", b"A\xc4PL"))
+    _refused(["--config", str(bad), "status"], env, "not UTF-8")
+    (home / "dup.yaml").write_text((home / "marketcov.yaml").read_text() * 2)
+    _refused(["--config", str(home / "dup.yaml"), "coverage"], env, "found duplicate key")
+    assert not (home / WAREHOUSE).exists()
+
+
+def test_read_only_commands_create_no_warehouse(home: Path) -> None:
+    env = base_env(home, None)
+    for command in (["status"], ["vendors"], ["remediation"], ["coverage"], ["status", "--format", "json"]):
+        out = marketcov(command, env)
+        assert out.returncode == 0, (command, out.stderr)
+    assert not (home / WAREHOUSE).exists()
+
+
+def test_two_first_time_processes_on_a_new_home_both_succeed(home: Path) -> None:
+    env = base_env(home, None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "marketcov_dagster.cli", "coverage", "--format", "json"],
+            env=env,
+            cwd=home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert out.lstrip().startswith("{"), out[:200]
+        assert p.returncode == 0 and "already exists" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize("workers", ["64"])
+def test_more_workers_than_assets_are_capped(home: Path, workers: str) -> None:
+    env = base_env(home, None)
+    out = marketcov(["backfill", "--symbols", "BTCUSDT", "--intervals", "1d", "--workers", workers], env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"--workers {workers} capped at 1" in out.stderr
