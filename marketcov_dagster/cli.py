@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from marketcov_dagster.lib.universe import AssetSpecification
+    from dagster import DagsterInstance
+
+    from marketcov_dagster.lib.universe import AssetSpecification, Universe
 
 
 def _csv_list(value: str) -> list[str]:
@@ -191,50 +194,54 @@ def _instance_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; bad input or a broken environment is one line on stderr and exit 2,
     an interrupt one line and exit 130."""
     args = _parser().parse_args(argv)
     from marketcov_dagster.lib.universe import ConfigError
     from marketcov_dagster.lib.warehouse import WarehouseError
+    from marketcov_dagster.lib.windows import BadRangeError
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends like Ctrl-C: cleanly, one line
     try:
         return _run(args)
-    except (ConfigError, WarehouseError) as e:
+    except (ConfigError, BadRangeError, WarehouseError) as e:
         print(f"marketcov: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"marketcov: {args.command} interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"marketcov: {args.command} interrupted ({e.args[0] if e.args else 'SIGINT'})", file=sys.stderr)
         return 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    from marketcov_dagster.lib.universe import ConfigError, load_universe
-    from marketcov_dagster.lib.windows import BadRangeError, parse_day
+    from marketcov_dagster.lib.universe import load_universe
+    from marketcov_dagster.lib.windows import parse_day
 
-    try:
-        universe = load_universe(args.config)
-        selecting = args.command != "vendors"
-        specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
-        start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
-        end = parse_day(args.end, "--end") if getattr(args, "end", None) is not None else None
-        _ensure_dagster_home()
-        if args.command in ("status", "vendors", "remediation"):
-            return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
-    except (ConfigError, BadRangeError) as e:
-        print(f"marketcov: {e}", file=sys.stderr)
-        return 2
-
+    universe = load_universe(args.config)
+    selecting = args.command != "vendors"
+    specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
+    start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
+    end = parse_day(args.end, "--end") if getattr(args, "end", None) is not None else None
+    _ensure_dagster_home()
+    if args.command in ("status", "vendors", "remediation"):
+        return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
     if args.command == "backfill":
-        from marketcov_dagster.lib.warehouse import Warehouse
+        return _backfill(args, universe, specs, start, end)
+    return _coverage(args, specs)
 
-        Warehouse().dispose()  # a bad URL or a database that is down: one line, before any run
 
+@contextmanager
+def _instance() -> Iterator[DagsterInstance]:
+    """The instance under DAGSTER_HOME, created under a lock; runs of a killed backfill found on
+    it are marked failed first, so they free their queue slots."""
     import dagster as dg
 
-    from marketcov_dagster.defs.history import coverage_for
-    from marketcov_dagster.lib import coverage as cov
-    from marketcov_dagster.lib.jsonout import dumps
+    from marketcov_dagster.defs.orphans import fail_orphaned_runs
+    from marketcov_dagster.lib.universe import ConfigError
 
     with _instance_lock():
         try:
@@ -243,46 +250,66 @@ def _run(args: argparse.Namespace) -> int:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"the Dagster instance in {os.environ['DAGSTER_HOME']} cannot start: {first}") from None
     with instance:
-        if args.command == "backfill":
-            from functools import partial
+        for run_id in fail_orphaned_runs(instance):
+            print(f"marketcov: note: run {run_id} lost its process; marked failed", file=sys.stderr)
+        yield instance
 
-            from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill
-            from marketcov_dagster.defs.build import build_definitions
 
-            now = datetime.now(UTC)
-            try:
-                plans = plan_backfill(specs, start, end, now)
-            except BadRangeError as e:
-                print(f"marketcov: {e}", file=sys.stderr)
-                return 2
-            for p in plans:
-                if p.skipped:
-                    print(f"marketcov: note: {p.job_name} skipped: {p.skipped}", file=sys.stderr)
-            n_assets = sum(len(p.specs) for p in plans if p.sessions)
-            workers = min(args.workers or auto_workers(plans), max(1, n_assets))
-            if args.workers and args.workers > workers:
-                print(f"marketcov: note: --workers {args.workers} capped at {workers}, one per asset", file=sys.stderr)
-            hint = instance_hint(instance, plans)
-            if hint:
-                print(f"marketcov: note: {hint}", file=sys.stderr)
+def _backfill(
+    args: argparse.Namespace, universe: Universe, specs: list[AssetSpecification], start: date | None, end: date | None
+) -> int:
+    from functools import partial
+
+    from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill
+    from marketcov_dagster.defs.build import build_definitions
+    from marketcov_dagster.defs.history import coverage_for
+    from marketcov_dagster.defs.orphans import fail_orphaned_runs
+    from marketcov_dagster.lib import coverage as cov
+    from marketcov_dagster.lib.warehouse import Warehouse
+
+    now = datetime.now(UTC)
+    plans = plan_backfill(specs, start, end, now)  # a bad range: one line, before anything is touched
+    for p in plans:
+        if p.skipped:
+            print(f"marketcov: note: {p.job_name} skipped: {p.skipped}", file=sys.stderr)
+    n_assets = sum(len(p.specs) for p in plans if p.sessions)
+    workers = min(args.workers or auto_workers(plans), max(1, n_assets))
+    if args.workers and args.workers > workers:
+        print(f"marketcov: note: --workers {args.workers} capped at {workers}, one per asset", file=sys.stderr)
+    Warehouse().dispose()  # a bad URL or a database that is down: one line, before any run
+    with _instance() as instance:
+        hint = instance_hint(instance, plans)
+        if hint:
+            print(f"marketcov: note: {hint}", file=sys.stderr)
+        try:
             runs = run_backfill(partial(build_definitions, universe, now), instance, plans, workers)
-            for r in runs:
-                state = "ok" if r.success else f"FAILED: {r.error}"
-                print(
-                    f"{r.job_name}: {r.assets} asset(s) x {r.sessions} session(s) "
-                    f"{r.first_session}..{r.last_session} run {r.run_id[:8]} {state}"
-                )
-            print()
-            print(cov.to_table(coverage_for(instance, specs)))
-            return 0 if all(r.success for r in runs) else 1
+        except KeyboardInterrupt:
+            fail_orphaned_runs(instance)  # the runs of the workers just stopped
+            raise
+        for r in runs:
+            state = "ok" if r.success else f"FAILED: {r.error}"
+            print(
+                f"{r.job_name}: {r.assets} asset(s) x {r.sessions} session(s) "
+                f"{r.first_session}..{r.last_session} run {r.run_id[:8]} {state}"
+            )
+        print()
+        print(cov.to_table(coverage_for(instance, specs)))
+    return 0 if all(r.success for r in runs) else 1
 
+
+def _coverage(args: argparse.Namespace, specs: list[AssetSpecification]) -> int:
+    from marketcov_dagster.defs.history import coverage_for
+    from marketcov_dagster.lib import coverage as cov
+    from marketcov_dagster.lib.jsonout import dumps
+
+    with _instance() as instance:
         assets = coverage_for(instance, specs)
-        if args.format == "json":
-            print(dumps(cov.report(assets, datetime.now(UTC))))
-        elif args.format == "csv":
-            sys.stdout.write(cov.to_csv(assets))
-        else:
-            print(cov.to_table(assets))
+    if args.format == "json":
+        print(dumps(cov.report(assets, datetime.now(UTC))))
+    elif args.format == "csv":
+        sys.stdout.write(cov.to_csv(assets))
+    else:
+        print(cov.to_table(assets))
     return 0
 
 

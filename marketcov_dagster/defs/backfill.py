@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, process_tags
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.processes import die_with_parent
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import BadRangeError, backfill_sessions
 
@@ -195,7 +197,10 @@ def _run_in_workers(
     make_defs: Callable[[], dg.Definitions], ref: InstanceRef, shards: list[list[GroupPlan]], hold_connections: bool
 ) -> list[GroupRun]:
     # spawn, not fork: the parent holds Dagster's and SQLAlchemy's threads and connections
-    with ProcessPoolExecutor(len(shards), mp_context=multiprocessing.get_context("spawn")) as pool:
+    # workers die with this process (SIGKILL included): none lingers to write after we are gone
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
         futures = [(shard, pool.submit(_run_shard, make_defs, ref, shard, hold_connections)) for shard in shards]
         out: list[GroupRun] = []
         for shard, future in futures:
@@ -203,6 +208,12 @@ def _run_in_workers(
                 out += future.result()
             except Exception as e:  # a worker that died still reports every run it owned
                 out += [_not_run(p, f"worker failed: {type(e).__name__}: {e}") for p in shard]
+    except BaseException:  # interrupted (SIGINT, SIGTERM): stop the workers now, not after their runs
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return sorted(out, key=lambda r: (r.job_name, r.first_session))
 
 
@@ -217,6 +228,22 @@ def _not_run(plan: GroupPlan, error: str) -> GroupRun:
     return GroupRun(
         plan.job_name, "", False, len(plan.specs), plan.sessions[0], plan.sessions[-1], len(plan.sessions), error
     )
+
+
+def failure_cause(events: Sequence[dg.DagsterEvent]) -> str:
+    """What made a run fail, in one line: the innermost error of its first failed step (e.g.
+    ``VendorError: alpaca: HTTP 422 invalid symbol``), not Dagster's "Execution of step … failed"."""
+    for e in events:
+        if e.event_type_value != "STEP_FAILURE" or e.step_failure_data is None:
+            continue
+        err = e.step_failure_data.error
+        while err is not None and err.cause is not None:
+            err = err.cause
+        if err is not None:
+            lines = [line for line in err.message.strip().splitlines() if line.strip()]
+            return f"{e.step_key}: {lines[0] if lines else err.cls_name}"
+    failures = [e.message for e in events if e.is_failure and e.message]
+    return failures[0] if failures else "run failed"
 
 
 HELD_CONNECTIONS_OVERFLOW = 4
@@ -241,15 +268,13 @@ def _run_plans(
             tags={
                 RANGE_START_TAG: plan.sessions[0].isoformat(),
                 RANGE_END_TAG: plan.sessions[-1].isoformat(),
-                "marketcov/launched_by": "cli",
+                LAUNCHED_BY_TAG: "cli",
+                **process_tags(),
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
-        error = None
-        if not result.success:
-            failures = [e.message for e in result.all_events if e.is_failure and e.message]
-            error = failures[0] if failures else "run failed"
+        error = None if result.success else failure_cause(result.all_events)
         out.append(
             GroupRun(
                 job_name=plan.job_name,

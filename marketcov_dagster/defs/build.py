@@ -14,6 +14,7 @@ import dagster as dg
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import build_ohlcv_asset
 from marketcov_dagster.defs.healing import build_healing_sensor
+from marketcov_dagster.defs.orphans import build_orphan_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
 from marketcov_dagster.defs.report import build_coverage_report
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
@@ -134,6 +135,7 @@ def build_definitions(
     sensors = [
         build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
         build_failure_sensor(universe.config.alerting.failure_interval_seconds),
+        build_orphan_sensor(),
         build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
         report_sensor,
     ]

@@ -21,6 +21,8 @@ from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import small_universe
 from marketcov_dagster_tests.fakes.smtp import SmtpServer
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 T0 = pd.Timestamp("2025-02-03 12:00", tz="America/New_York").to_pydatetime()  # a Monday, mid-session
 
 

@@ -20,6 +20,8 @@ from marketcov_dagster.lib.verify import BAR_COUNT_MATCHES_CALENDAR, BARS_ARE_VA
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import small_universe
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 NOW = datetime(2024, 12, 6, 22, 0, tzinfo=UTC)
 # Thanksgiving week: 11-28 holiday, 11-29 early close (210 minutes)
 RANGE = ("2024-11-25", "2024-12-03")

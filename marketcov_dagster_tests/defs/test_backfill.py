@@ -34,6 +34,8 @@ from marketcov_dagster.lib.universe import Universe, load_universe
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import PG_ADMIN_URL, small_universe
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 12, 6, 22, 0, tzinfo=UTC)
 
@@ -119,7 +121,7 @@ def _backfill(
         keys = [dg.AssetKey(list(s.key_path)) for s in universe.specs]
         stored = sum(len(instance.fetch_materializations(k, limit=10_000).records) for k in keys)
         assert stored == partitions_of(plans)
-        covered = {a.asset_key: a.covered_sessions for a in coverage_for(instance, universe.specs)}
+        covered = {a.asset_key: a.covered_sessions for a in coverage_for(instance, universe.specs, NOW)}
     return [(r.job_name, r.assets, r.sessions) for r in runs], Warehouse(url), covered
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.healing import HEAL_SENSOR, HEAL_TAG
@@ -16,6 +17,8 @@ from marketcov_dagster.lib.coverage import AssetCoverage
 from marketcov_dagster.lib.healing import plan_healing
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster_tests.conftest import small_universe
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 NOW = datetime(2025, 2, 7, 22, 0, tzinfo=UTC)  # the 10-day window holds 2025-01-28 .. 2025-02-07
 AAPL = dg.AssetKey(["ohlcv", "1d", "AAPL"])

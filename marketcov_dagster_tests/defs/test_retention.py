@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.history import coverage_for
@@ -15,6 +16,8 @@ from marketcov_dagster.defs.retention import RETENTION_JOB
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.warehouse import RETENTION, Warehouse
 from marketcov_dagster_tests.conftest import small_universe
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 THEN = datetime(2025, 1, 31, 22, 0, tzinfo=UTC)
 LATER = datetime(2025, 2, 7, 22, 0, tzinfo=UTC)  # the 10-day window now starts on 2025-01-28

@@ -14,6 +14,8 @@ from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster_tests.conftest import small_universe
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 NOW = datetime(2025, 3, 14, 23, 0, tzinfo=UTC)
 
 

@@ -13,6 +13,8 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 WAREHOUSE = "marketcov_warehouse.sqlite"
 
 

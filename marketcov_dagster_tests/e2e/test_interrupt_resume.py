@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from marketcov_dagster.lib.calendars import get_calendar
@@ -23,6 +24,8 @@ from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 from marketcov_dagster_tests.fakes.vendor_servers import FakeAlpaca, FakeBinance, Fault, regular_bars
 from marketcov_dagster_tests.vendors.conftest import FAST, settings
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 # a recent week, derived from today: inside the minute window whatever the date the suite runs on
 LAST = datetime.now(UTC).date() - timedelta(days=10)

@@ -14,6 +14,8 @@ from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.fakes.smtp import SmtpServer
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 SPEC = AssetSpecification("AAPL", "1m", "us_equity", "XNYS", ("alpaca", "polygon"), 90, 0.98, 60.0, 15.0)
 OTHER = AssetSpecification("MSFT", "1m", "us_equity", "XNYS", ("alpaca", "polygon"), 90, 0.98, 60.0, 15.0)
 VENDORS = {SPEC.key_str: SPEC.vendors, OTHER.key_str: OTHER.vendors}

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pytest
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 XNYS = get_calendar("XNYS")
 CRYPTO = get_calendar("24/7")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
+
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import asset_coverage, report, to_csv, to_table
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import backfill_sessions, expected_sessions
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 XNYS = get_calendar("XNYS")
 # 2024-06-17 .. 2024-06-28: ten sessions; Juneteenth (06-19) is a holiday, so 06-20 follows 06-18

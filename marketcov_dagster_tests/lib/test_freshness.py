@@ -13,6 +13,8 @@ from marketcov_dagster.lib.freshness import expected_end_ms, freshness
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
 from marketcov_dagster.lib.universe import AssetSpecification
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 NY = ZoneInfo("America/New_York")
 UTC_ = ZoneInfo("UTC")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pandas as pd
+import pytest
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
@@ -12,6 +13,8 @@ from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
 from marketcov_dagster.lib.warehouse import Warehouse
+
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
 XNYS = get_calendar("XNYS")
 SESSION = date(2025, 2, 3)

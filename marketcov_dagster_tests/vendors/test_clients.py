@@ -27,6 +27,8 @@ from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.fakes.vendor_servers import FakeVendorServer, Fault, regular_bars
 from marketcov_dagster_tests.vendors.conftest import SERVERS, client
 
+pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
+
 XNYS = get_calendar("XNYS")
 CRYPTO = get_calendar("24/7")
 DST_WEEK = (date(2024, 3, 4), date(2024, 3, 15))  # US clocks change on 2024-03-10
