@@ -150,6 +150,8 @@ def update_incidents(
         }
         for f in results:
             row = open_rows.get(f.asset_key)
+            if f.no_data:
+                continue  # never had data: reported by status as "no data yet", never mailed as lag
             if f.stale and row is None:
                 inserted = conn.execute(
                     incidents.insert().values(

@@ -70,13 +70,14 @@ class Freshness:
     lag_minutes: float | None
     threshold_minutes: float
     stale: bool
+    no_data: bool = False  # nothing stored yet: not an incident of lag (lag starts with the first bars)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
     def describe_lag(self) -> str:
         if self.latest_end is None:
-            return "no bars stored"
+            return "no data yet"
         return human_minutes(self.lag_minutes or 0.0)
 
 
@@ -98,10 +99,10 @@ def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime)
     expected = expected_end_ms(cal, spec.interval, now, spec.vendor_delay_minutes)
     latest = bar_end_ms(cal, spec.interval, latest_ts_ms) if latest_ts_ms is not None else None
     lag: float | None
-    if expected is None:
+    if latest is None:
+        lag, stale = None, False
+    elif expected is None:
         lag, stale = 0.0, False
-    elif latest is None:
-        lag, stale = None, True
     else:
         lag = max(0.0, (expected - latest) / MINUTE_MS)
         stale = lag > spec.freshness_threshold_minutes
@@ -116,6 +117,7 @@ def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime)
         lag_minutes=round(lag, 1) if lag is not None else None,
         threshold_minutes=spec.freshness_threshold_minutes,
         stale=stale,
+        no_data=latest is None,
     )
 
 

@@ -238,13 +238,19 @@ def ingest_sessions(
             )
             continue
         if gap:
+            need = required_bars(want, min_completeness)
+            verdict = (
+                f"within min_completeness {min_completeness:g} (at least {need}): complete"
+                if len(cand.bars) >= need
+                else f"below min_completeness {min_completeness:g} (at least {need}): partial"
+            )
             remediation.append(
                 {
                     **entry,
                     "session": day,
                     "vendor": cand.vendor,
                     "kind": "gap",
-                    "detail": f"{len(cand.bars)} of {want} expected bars",
+                    "detail": f"{len(cand.bars)} of {want} expected bars, {verdict}",
                 }
             )
         part = cand.bars

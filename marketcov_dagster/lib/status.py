@@ -63,6 +63,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
     return {
         "checked_at": now.isoformat(),
         "stale": sum(1 for a in assets if a["stale"]),
+        "no_data": sum(1 for a in assets if a["no_data"]),
         "assets": assets,
         "open_incidents": open_incidents,
         "pending_alerts": alerts.pending_count(warehouse),
@@ -75,13 +76,13 @@ def to_text(report: dict[str, Any]) -> str:
     cols = ("asset_key", "lag", "threshold", "stale", "latest_end", "incident", "last_alert_at")
     rows = [list(cols)]
     for a in report["assets"]:
-        lag = "no bars" if a["latest_end"] is None else f"{a['lag_minutes']:.0f}m"
+        lag = "-" if a["no_data"] else f"{a['lag_minutes']:.0f}m"
         rows.append(
             [
                 a["asset_key"],
                 lag,
                 f"{a['threshold_minutes']:.0f}m",
-                "STALE" if a["stale"] else "ok",
+                "STALE" if a["stale"] else "no data yet" if a["no_data"] else "ok",
                 a["latest_end"] or "-",
                 f"#{a['open_incident']}" if a["open_incident"] else "-",
                 a["last_alert_at"] or "-",
@@ -92,7 +93,9 @@ def to_text(report: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
     lines.append(
-        f"{report['stale']} stale of {len(report['assets'])}; {len(report['open_incidents'])} open incident(s); "
+        f"{report['stale']} stale of {len(report['assets'])}"
+        + (f" ({report['no_data']} with no data yet)" if report["no_data"] else "")
+        + f"; {len(report['open_incidents'])} open incident(s); "
         f"{report['pending_alerts']} alert email(s) pending"
     )
     for m in report["recent_alerts"]:

@@ -205,6 +205,10 @@ def default_warehouse_url() -> str:
     return f"sqlite:///{(home / 'marketcov_warehouse.sqlite').resolve()}"
 
 
+SESSION_STATE_KINDS = frozenset({"gap", "vendor_fallback", "invalid_bars", "checksum_mismatch"})
+"""Remediation kinds that describe a session's state (logged once per state, not per finding)."""
+
+
 class WarehouseError(RuntimeError):
     """The warehouse URL is malformed or its database cannot be reached; the message says which
     and never carries a password."""
@@ -460,16 +464,48 @@ class Warehouse:
         entries: Sequence[dict[str, Any]],
         conn: Connection | None = None,
     ) -> None:
-        """Append remediation entries (symbol, interval, session, vendor, kind, detail, run_id)."""
+        """Append remediation entries (symbol, interval, session, vendor, kind, detail, run_id).
+
+        The same state of a session found again is not logged again: a gap, fallback, invalid
+        bars or checksum mismatch whose detail equals the latest entry for its (symbol, interval,
+        session, kind, vendor) is dropped (a rerun finding the same gap adds nothing; a changed
+        gap does). Vendor errors are events and are always logged.
+        """
         if not entries:
             return
         now = datetime.now(UTC)
         rows = [{"session": None, "vendor": None, "run_id": None, **e, "created_at": now} for e in entries]
         if conn is not None:
-            conn.execute(remediation_log.insert(), rows)
+            self._insert_new_states(conn, rows)
             return
         with self.begin() as c:
-            c.execute(remediation_log.insert(), rows)
+            self._insert_new_states(c, rows)
+
+    @staticmethod
+    def _insert_new_states(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        t = remediation_log
+        latest: dict[tuple[Any, ...], str] = {}
+        groups = {(r["symbol"], r["interval"], r["kind"]) for r in rows}
+        for symbol, interval, kind in groups:
+            sessions = [
+                r["session"] for r in rows if (r["symbol"], r["interval"], r["kind"]) == (symbol, interval, kind)
+            ]
+            q = sa.select(t.c.session, t.c.vendor, t.c.detail).where(
+                t.c.symbol == symbol, t.c.interval == interval, t.c.kind == kind
+            )
+            dated = [s for s in sessions if s is not None]
+            if dated and len(dated) == len(sessions):
+                q = q.where(t.c.session.between(min(dated), max(dated)))
+            for session, vendor, detail in conn.execute(q.order_by(t.c.id)):
+                latest[(symbol, interval, kind, session, vendor)] = detail
+        fresh = []
+        for r in rows:
+            key = (r["symbol"], r["interval"], r["kind"], r["session"], r["vendor"])
+            if r["kind"] not in SESSION_STATE_KINDS or latest.get(key) != r["detail"]:
+                fresh.append(r)
+                latest[key] = r["detail"]
+        if fresh:
+            conn.execute(t.insert(), fresh)
 
     # ---- reads --------------------------------------------------------------------------
     def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:

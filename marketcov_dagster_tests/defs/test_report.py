@@ -46,7 +46,7 @@ def test_report_asset_shows_coverage_and_a_heatmap(tmp_path: Path, monkeypatch: 
 
         table = str(meta["coverage"].value)
         assert "| `ohlcv/1d/AAPL` | 66.67 | 6/9 | 1 | 3 | 0 | 0 | 2025-02-04 |" in table
-        assert "| `ohlcv/1d/MSFT` | 0.00 | 0/9 | 0 | 9 | 0 | 0 | - | no bars stored STALE |" in table
+        assert "| `ohlcv/1d/MSFT` | 0.00 | 0/9 | 0 | 9 | 0 | 0 | - | no data yet |" in table
         assert meta["assets"].value == 2 and meta["missing_sessions"].value == 12
 
         picture = str(meta["heatmap"].value)

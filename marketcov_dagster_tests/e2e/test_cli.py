@@ -67,6 +67,11 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     assert by_key["ohlcv/1d/BRK_2E_B"]["symbol"] == "BRK.B"
     assert doc["summary"]["assets"] == 4
 
+    # the embedded vendor's calls count in vendor status like any other vendor's
+    vendors = json.loads(marketcov(["vendors", "--format", "json"], env).stdout)
+    synthetic = next(v for v in vendors if v["vendor"] == "synthetic")
+    assert synthetic["state"] == "ok" and synthetic["calls"] >= 4 and synthetic["failures"] == 0
+
     csv_out = marketcov(["coverage", "--format", "csv", "--intervals", "1d"], env)
     assert csv_out.returncode == 0 and csv_out.stdout.startswith("asset_key,symbol,interval")
     wh.dispose()
@@ -173,7 +178,8 @@ def test_status_shows_lag_incidents_alerts_and_vendors(home: Path) -> None:
     assert (
         btc["stale"] and 160 <= btc["lag_minutes"] <= 170
     )  # 3 h less the 15 min vendor delay and btc["open_incident"] == 1
-    assert by_key["ohlcv/1m/AAPL"]["latest_end"] is None and by_key["ohlcv/1m/AAPL"]["stale"]
+    aapl = by_key["ohlcv/1m/AAPL"]
+    assert aapl["latest_end"] is None and aapl["no_data"] and not aapl["stale"]  # never written: not an incident
     assert [i["asset_key"] for i in doc["open_incidents"]] == ["ohlcv/1m/BTCUSDT"]
     assert doc["pending_alerts"] == 1 and doc["recent_alerts"][0]["subject"].startswith("[marketcov] STALE BTCUSDT 1m")
     assert doc["vendors"][0]["vendor"] == "binance" and doc["vendors"][0]["state"] == "unavailable"

@@ -120,9 +120,22 @@ def test_crypto_never_sleeps() -> None:
     assert freshness(d, friday, at("2025-02-02 00:31", UTC_)).stale
 
 
-def test_no_bars_at_all_is_stale_and_says_so() -> None:
+def test_no_bars_at_all_is_no_data_yet_not_stale() -> None:
     f = freshness(spec("1m"), None, at("2025-02-03 12:00"))
-    assert f.stale and f.lag_minutes is None and f.describe_lag() == "no bars stored"
+    assert not f.stale and f.no_data and f.lag_minutes is None and f.describe_lag() == "no data yet"
+
+
+def test_assets_never_written_open_no_incident_and_send_no_mail(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from marketcov_dagster.lib import alerts
+
+    now = at("2025-02-03 17:00")
+    written, never = spec("1m"), spec("1d")
+    stale_bar = int(at("2025-01-31 14:30").timestamp() * 1000)
+    results = [freshness(written, stale_bar, now), freshness(never, None, now)]
+    changes = alerts.update_incidents(sqlite_warehouse, results, {}, alerts.AlertStyle(), now)
+    assert len(changes.opened) == 1
+    assert [i["asset_key"] for i in alerts.list_incidents(sqlite_warehouse)] == [written.key_str]
+    assert alerts.pending_count(sqlite_warehouse) == 1
 
 
 def test_ui_freshness_windows_cover_every_closure_of_the_calendar() -> None:

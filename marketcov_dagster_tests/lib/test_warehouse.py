@@ -229,3 +229,45 @@ def test_token_bucket_is_atomic_across_processes(warehouse: Warehouse) -> None:
     assert [warehouse.take_vendor_token("polygon", 60.0, 3, now=1060.0) for _ in range(4)][:3] == [0.0] * 3
     warehouse.block_vendor("polygon", 2000.0, "HTTP 429 Retry-After 900s")
     assert warehouse.take_vendor_token("polygon", 60.0, 3, now=1500.0) == 500.0
+
+
+class _OneMinuteShort(SyntheticVendor):
+    """Calendar-true bars less one minute per session (a minute with no trades)."""
+
+    def fetch_bars(self, symbol, interval, start, end):  # type: ignore[no-untyped-def]
+        df = super().fetch_bars(symbol, interval, start, end)
+        day = pd.to_datetime(df["ts"], unit="ms").dt.date
+        first_of_day = day.ne(day.shift())
+        return df[~first_of_day].reset_index(drop=True)
+
+
+def test_the_same_gap_found_again_is_logged_once_and_says_it_is_within_tolerance(warehouse: Warehouse) -> None:
+    vendor = _OneMinuteShort(lambda _s: XNYS)
+    for run in ("run-1", "run-2", "run-3"):
+        ingest_sessions(
+            symbol="AAPL",
+            interval="1m",
+            calendar=XNYS,
+            sessions=WEEK,
+            vendors=[vendor],
+            warehouse=warehouse,
+            run_id=run,
+            now=NOW,
+            min_completeness=0.98,
+        )
+    gaps = warehouse.remediation(kinds=["gap"])
+    assert len(gaps) == len(WEEK), gaps[["session", "run_id"]]
+    assert set(gaps["run_id"]) == {"run-1"}
+    assert all(
+        d == "389 of 390 expected bars, within min_completeness 0.98 (at least 383): complete" for d in gaps["detail"]
+    )
+    # a different state of the same session is logged; vendor errors are events, always logged
+    warehouse.log_remediation(
+        [
+            {"symbol": "AAPL", "interval": "1m", "session": WEEK[0].isoformat(), "vendor": "synthetic", "kind": "gap"}
+            | {"detail": "200 of 390 expected bars, below min_completeness 0.98 (at least 383): partial"}
+        ]
+        + [{"symbol": "AAPL", "interval": "1m", "vendor": "alpaca", "kind": "vendor_error", "detail": "HTTP 503"}] * 2
+    )
+    assert len(warehouse.remediation(kinds=["gap"])) == len(WEEK) + 1
+    assert len(warehouse.remediation(kinds=["vendor_error"])) == 2

@@ -62,7 +62,7 @@ def make_chain(
     out: list[Vendor] = []
     for name in names:
         if name == "synthetic":
-            out.append(SyntheticVendor(lambda _symbol: calendar))
+            out.append(SyntheticVendor(lambda _symbol: calendar, ledger=ledger))
             continue
         common: dict[str, Any] = {
             "base_url": credentials.base_urls.get(name) or DEFAULT_BASE_URLS[name],

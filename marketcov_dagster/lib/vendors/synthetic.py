@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,10 @@ def _seed(symbol: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little"))
 
 
+class CallLedger(Protocol):
+    def record_vendor_call(self, vendor: str, state: str, detail: str, http_status: int | None = None) -> None: ...
+
+
 class SyntheticVendor(Vendor):
     """Offline vendor. ``calendar_for`` maps a symbol to its trading calendar."""
 
@@ -54,9 +59,11 @@ class SyntheticVendor(Vendor):
         self,
         calendar_for: Callable[[str], TradingCalendar],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ledger: CallLedger | None = None,
     ) -> None:
         self._calendar_for = calendar_for
         self._clock = clock
+        self._ledger = ledger  # where its calls count in vendor status, like a real vendor's
 
     def _price(self, seed: np.uint64, base: float, t_ms: np.ndarray) -> np.ndarray:
         days = t_ms.astype(np.float64) / _DAY_MS
@@ -72,6 +79,8 @@ class SyntheticVendor(Vendor):
             cal = self._calendar_for(symbol)
         except KeyError:
             raise BadSymbolError(self.name, f"unknown symbol {symbol!r}") from None
+        if self._ledger is not None:
+            self._ledger.record_vendor_call(self.name, "ok", f"bars {symbol} {interval}: generated offline")
         now_ms = int(self._clock().timestamp() * 1000)
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         day_lo = datetime.fromtimestamp(start_ms / 1000, cal.tz).date()
