@@ -15,7 +15,7 @@ import dagster as dg
 
 from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
 from marketcov_dagster.lib import alerts
-from marketcov_dagster.lib.freshness import freshness_all
+from marketcov_dagster.lib.freshness import freshness_now
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -39,7 +39,6 @@ def build_freshness_sensor(
     interval_seconds: int = 600,
 ) -> dg.SensorDefinition:
     vendors_by_asset = {s.key_str: s.vendors for s in specs}
-    pairs = [(s.symbol, s.interval) for s in specs]
 
     @dg.sensor(
         name=FRESHNESS_SENSOR,
@@ -54,7 +53,7 @@ def build_freshness_sensor(
     ) -> dg.SkipReason:
         now = clock()
         wh = warehouse.get()
-        results = freshness_all(specs, wh.latest_bar_ts(pairs), now)
+        results = freshness_now(wh, specs, now)
         changes = alerts.update_incidents(wh, results, vendors_by_asset, email.style(), now)
         flushed = alerts.flush_outbox(wh, email.settings())
         stale = [f.asset_key for f in results if f.stale]

@@ -18,7 +18,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.coverage import report as coverage_summary
-from marketcov_dagster.lib.freshness import freshness_all
+from marketcov_dagster.lib.freshness import freshness_now
 from marketcov_dagster.lib.report import heatmap, heatmap_png, markdown_table, write_report
 from marketcov_dagster.lib.universe import AssetSpecification
 
@@ -34,7 +34,6 @@ def report_dir(instance: dg.DagsterInstance) -> Path:
 def build_coverage_report(
     specs: Sequence[AssetSpecification], clock: Callable[[], datetime]
 ) -> tuple[dg.AssetsDefinition, UnresolvedAssetJobDefinition, dg.ScheduleDefinition, dg.SensorDefinition]:
-    pairs = [(s.symbol, s.interval) for s in specs]
 
     @dg.asset(
         key=REPORT_KEY,
@@ -47,7 +46,7 @@ def build_coverage_report(
     def coverage_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
         now = clock()
         assets = coverage_for(context.instance, specs, now)
-        lags = {f.asset_key: f for f in freshness_all(specs, warehouse.get().latest_bar_ts(pairs), now)}
+        lags = {f.asset_key: f for f in freshness_now(warehouse.get(), specs, now)}
         png = heatmap_png(heatmap(assets, now.date()))
         files = write_report(report_dir(context.instance), assets, lags, png, now)
         summary = coverage_summary(assets, now)["summary"]

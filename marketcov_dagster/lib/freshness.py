@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from typing import Protocol
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
@@ -119,6 +120,33 @@ def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime)
         stale=stale,
         no_data=latest is None,
     )
+
+
+def ended_by_ms(calendar: TradingCalendar, interval: Interval, now: datetime) -> int:
+    """The latest bar open time whose bar has ended by ``now``: a bar stamped later (a bar dated
+    in the future, or today's forming daily bar) must not make an asset look fresh."""
+    now_ms = int(now.timestamp() * 1000)
+    if interval != "1d":
+        return now_ms - MINUTE_MS
+    last = calendar.last_closed_session(now)
+    return calendar.bounds(last).open_ms if last else -1
+
+
+def ended_cutoffs(specs: Sequence[AssetSpecification], now: datetime) -> dict[tuple[str, str], int]:
+    """``ended_by_ms`` per (symbol, interval), for ``Warehouse.latest_bar_ts``."""
+    return {(s.symbol, s.interval): ended_by_ms(get_calendar(s.calendar), s.interval, now) for s in specs}
+
+
+class LatestBars(Protocol):
+    def latest_bar_ts(
+        self, pairs: Sequence[tuple[str, str]], not_after: Mapping[tuple[str, str], int] | None = None
+    ) -> dict[tuple[str, str], int]: ...
+
+
+def freshness_now(store: LatestBars, specs: Sequence[AssetSpecification], now: datetime) -> list[Freshness]:
+    """Freshness of every spec from the newest stored bar that has ended by ``now``."""
+    latest = store.latest_bar_ts([(s.symbol, s.interval) for s in specs], ended_cutoffs(specs, now))
+    return freshness_all(specs, latest, now)
 
 
 def freshness_all(

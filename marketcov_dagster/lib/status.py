@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from marketcov_dagster.lib import alerts
-from marketcov_dagster.lib.freshness import freshness_all
+from marketcov_dagster.lib.freshness import freshness_now
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -17,8 +17,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
-    latest = warehouse.latest_bar_ts([(s.symbol, s.interval) for s in specs])
-    results = freshness_all(specs, latest, now)
+    results = freshness_now(warehouse, specs, now)
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -731,17 +731,21 @@ class Warehouse:
                 )
         return [str(s) for s, _ in live], int(deleted)
 
-    def latest_bar_ts(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Open time of the newest stored bar of each (symbol, interval) that has any.
+    def latest_bar_ts(
+        self, pairs: Sequence[tuple[str, str]], not_after: Mapping[tuple[str, str], int] | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Open time of the newest stored bar of each (symbol, interval) that has any, ignoring
+        bars stamped after ``not_after[pair]`` (bars that have not ended yet).
 
         One indexed ``MAX(ts)`` lookup per pair on one connection: cheap however large ``bars`` is."""
         q = sa.select(sa.func.max(bars.c.ts)).where(
-            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i")
+            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i"), bars.c.ts <= sa.bindparam("t")
         )
         out: dict[tuple[str, str], int] = {}
+        limits = not_after or {}
         with self.engine.connect() as conn:
             for sym, iv in pairs:
-                ts = conn.execute(q, {"s": sym, "i": iv}).scalar()
+                ts = conn.execute(q, {"s": sym, "i": iv, "t": limits.get((sym, iv), 2**62)}).scalar()
                 if ts is not None:
                     out[(sym, iv)] = int(ts)
         return out

@@ -166,3 +166,25 @@ def test_lag_reads_in_human_units(minutes: float, text: str) -> None:
     from marketcov_dagster.lib.freshness import human_minutes
 
     assert human_minutes(minutes) == text
+
+
+def test_a_bar_dated_in_the_future_does_not_make_an_asset_fresh(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_all
+
+    now = at("2025-02-03 12:00")  # a Monday session, 2.5 h in
+    minute, daily = spec("1m"), spec("1d")
+    for s, ts in [
+        (minute, ms("2025-01-31 15:59")),  # Friday's last minute: the newest real bar
+        (minute, ms("2025-02-04 10:00")),  # tomorrow: a bar that cannot exist yet
+        (daily, ms("2025-01-31 09:30")),  # Friday's daily bar
+        (daily, ms("2025-02-03 09:30")),  # today's daily bar, still forming
+    ]:
+        sqlite_warehouse.execute(
+            "INSERT INTO bars VALUES (:s, :i, :ts, 1, 1, 1, 1, 1)", {"s": s.symbol, "i": s.interval, "ts": ts}
+        )
+    pairs = [(s.symbol, s.interval) for s in (minute, daily)]
+    latest = sqlite_warehouse.latest_bar_ts(pairs, ended_cutoffs([minute, daily], now))
+    assert latest == {("AAPL", "1m"): ms("2025-01-31 15:59"), ("AAPL", "1d"): ms("2025-01-31 09:30")}
+    f_minute, f_daily = freshness_all([minute, daily], latest, now)
+    assert f_minute.stale and (f_minute.lag_minutes or 0) > 60  # not "lag 0, ok"
+    assert not f_daily.stale  # Friday's close is the newest a daily bar can have ended
