@@ -7,6 +7,9 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported at top level
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
@@ -32,6 +35,31 @@ CHECK_DESCRIPTIONS = {
 def tag_value(value: str) -> str:
     """Dagster tag values allow ``[A-Za-z0-9_.-]``; '24/7' becomes '24_7'."""
     return "".join(c if c.isalnum() or c in "_.-" else "_" for c in value)
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The newest materialization of each partition, as check evaluations point at it; one query
+    per page of records, newest first."""
+    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    wanted = set(partitions)
+    cursor = None
+    while wanted - set(out):
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=sorted(wanted - set(out))),
+            limit=1000,
+            cursor=cursor,
+        )
+        for rec in page.records:
+            if rec.partition_key in wanted and rec.partition_key not in out:
+                out[rec.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=rec.storage_id, run_id=rec.run_id, timestamp=rec.timestamp
+                )
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return out
 
 
 def _sessions(keys: list[str]) -> list[date]:
@@ -137,6 +165,9 @@ def build_ohlcv_asset(
             return
         # A range run stores yielded results without a partition, so record each partition's
         # result explicitly, then yield one summary per check that fails if any partition failed.
+        # Each evaluation names the partition's materialization it checked: without it Dagster
+        # counts the result as out of date and the UI's check partitions view stays empty.
+        targets = latest_materializations(context.instance, key, list(outcomes))
         for k, per_check in outcomes.items():
             for o in per_check:
                 # log_event accepts check evaluations at runtime; its annotation lags behind
@@ -149,6 +180,7 @@ def build_ohlcv_asset(
                         description=o.description,
                         metadata=o.metadata,
                         severity=dg.AssetCheckSeverity(o.severity),
+                        target_materialization_data=targets.get(k),
                     )
                 )
         for i, name in enumerate(CHECK_NAMES):

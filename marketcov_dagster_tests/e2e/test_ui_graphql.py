@@ -27,6 +27,28 @@ query ($path: [String!]!) {
 """
 
 
+CHECKS = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode {
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name
+            partitionStatuses {
+              __typename
+              ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } }
+              ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions inProgressPartitions }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
 def test_ui_shows_each_partitions_own_metadata(home: Path) -> None:
     env = base_env(home, None)
     out = marketcov(["backfill", "--symbols", "AAPL", "--intervals", "1m"], env)
@@ -67,6 +89,20 @@ def test_ui_shows_each_partitions_own_metadata(home: Path) -> None:
             assert md["rows"] == md["expected_rows"] > 0
             seen[m["partition"]] = md["checksum"]
         assert len(set(seen.values())) == 3
+
+        # after the range run, the check partitions view shows each partition's three results
+        checks = graphql(port, CHECKS, {"path": ["ohlcv", "1m", "AAPL"]})
+        by_name = {
+            c["name"]: c["partitionStatuses"]
+            for c in checks["data"]["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        }
+        assert set(by_name) == {"bars_are_valid", "bar_count_matches_calendar", "checksum_matches"}, checks
+        for name, statuses in by_name.items():
+            assert statuses is not None, (name, checks)
+            ranges = statuses.get("ranges", [])
+            succeeded = [r for r in ranges if r["status"] == "SUCCEEDED"]
+            assert succeeded and all(r["status"] == "SUCCEEDED" for r in ranges), (name, statuses)
+            assert succeeded[0]["startKey"] == min(seen) and succeeded[-1]["endKey"] == max(seen), (name, statuses)
     finally:
         web.terminate()
         web.wait(timeout=30)
