@@ -141,6 +141,20 @@ def ingest_sessions(
             if log:
                 log(f"{symbol} {interval}: {e}")
             continue
+        should_trade = sum(expected[b.session] for b in todo) if fetch_from_ms == 0 else 0  # 0: a refresh
+        if frame.empty and should_trade > 0:
+            # a 200 with nothing for sessions that traded (Polygon's answer to an unknown ticker)
+            # is not a healthy run of empty partitions: fall back, or fail if no vendor has data
+            detail = (
+                f"{vendor.name}: no bars at all for {len(todo)} session(s) {todo[0].session}..{todo[-1].session} "
+                f"that should hold {should_trade}: unknown symbol {symbol!r} or no data"
+            )
+            errors.append(detail)
+            remediation.append({**entry, "vendor": vendor.name, "kind": "vendor_error", "detail": detail})
+            warehouse.record_vendor_call(vendor.name, "no_data", detail, count_call=False)
+            if log:
+                log(f"{symbol} {interval}: {detail}")
+            continue
         answered = True
         ts = frame["ts"].to_numpy(dtype=np.int64)
         report = validate_bars(frame, bounds, interval)

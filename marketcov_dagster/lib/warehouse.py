@@ -193,7 +193,16 @@ MIGRATIONS: dict[int, list[sa.Table]] = {
 }
 HEALTHY = "ok"
 RETENTION = "retention"  # the lineage "vendor" of a session whose bars the retention job deleted
-VENDOR_STATES = ("ok", "rate_limited", "banned", "unavailable", "restricted", "auth_failing", "bad_payload")
+VENDOR_STATES = (
+    "ok",
+    "rate_limited",
+    "banned",
+    "unavailable",
+    "restricted",
+    "auth_failing",
+    "bad_payload",
+    "no_data",  # answered, but with nothing for sessions that traded (unknown symbol, or no coverage)
+)
 
 
 def default_warehouse_url() -> str:
@@ -637,8 +646,11 @@ class Warehouse:
             ).first()
         return (float(r[0]), str(r[1])) if r else (0.0, "")
 
-    def record_vendor_call(self, vendor: str, state: str, detail: str, http_status: int | None = None) -> None:
-        """Record the outcome of one real call; ``state`` is one of ``VENDOR_STATES``."""
+    def record_vendor_call(
+        self, vendor: str, state: str, detail: str, http_status: int | None = None, *, count_call: bool = True
+    ) -> None:
+        """Record the outcome of one real call; ``state`` is one of ``VENDOR_STATES``. With
+        ``count_call=False`` it revises the state of a call already counted (judged later)."""
         if state not in VENDOR_STATES:
             raise ValueError(f"unknown vendor state {state!r}")
         now = datetime.now(UTC)
@@ -663,7 +675,7 @@ class Warehouse:
                 "detail": detail,
                 "http_status": http_status,
                 "last_call_at": now,
-                "calls": row["calls"] + 1,
+                "calls": row["calls"] + (1 if count_call else 0),
                 "failures": row["failures"] + (0 if ok else 1),
                 "rate_limited": row["rate_limited"] + (1 if state in ("rate_limited", "banned") else 0),
             }

@@ -353,7 +353,7 @@ class HttpVendor(Vendor):
         code, msg = resp.status_code, self._message(resp)
         if code in (401, 403):
             return self._error(AuthError, f"{label}: HTTP {code} {msg}")
-        if code in (400, 404, 422) and ("symbol" in msg.lower() or "ticker" in msg.lower()):
+        if code == 404 or (code in (400, 422) and ("symbol" in msg.lower() or "ticker" in msg.lower())):
             return self._error(BadSymbolError, f"{label}: HTTP {code} {msg}")
         return self._error(VendorError, f"{label}: request rejected, HTTP {code} {msg}")
 
