@@ -9,6 +9,7 @@ unchanged asset costs no Dagster query at all.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ import dagster as dg
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, asset_coverage
-from marketcov_dagster.lib.metacache import MetadataCache
+from marketcov_dagster.lib.metacache import SETTLE_SECONDS, MetadataCache
 from marketcov_dagster.lib.universe import AssetSpecification
 
 PAGE = 1000
@@ -40,18 +41,30 @@ def _rows_of(record: dg.EventLogRecord) -> int:
 def refresh_rows(
     instance: dg.DagsterInstance, cache: MetadataCache, asset_key: dg.AssetKey, latest_storage_id: int | None
 ) -> dict[str, int]:
-    """Rows per materialized partition of one asset, reading only events newer than the cache."""
+    """Rows per materialized partition of one asset, reading only events the cache may not have
+    seen: those after its settled id (see ``MetadataCache``)."""
+    if latest_storage_id is None:
+        return {}
     k = asset_key.to_user_string()
-    cursor = cache.cursor(k)
-    while latest_storage_id is not None and (cursor is None or cursor < latest_storage_id):
+    newest, settled = cache.marks(k)
+    if newest is not None and newest >= latest_storage_id and settled == newest:
+        return cache.rows(k)  # nothing new, and everything read has settled
+    old_enough = time.time() - SETTLE_SECONDS
+    after, moving = settled, True
+    while True:
         res = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=cursor), limit=PAGE, ascending=True
+            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after), limit=PAGE, ascending=True
         )
-        if not res.records:
+        for r in res.records:  # ascending: settled follows the old events up to the first recent one
+            moving = moving and r.timestamp <= old_enough
+            settled = r.storage_id if moving else settled
+        if res.records:
+            after = res.records[-1].storage_id
+        entries = [(r.partition_key, r.storage_id, _rows_of(r)) for r in res.records if r.partition_key]
+        cache.update(k, entries, max(after or 0, newest or 0), settled)
+        if not res.has_more:
             break
-        cursor = max(r.storage_id for r in res.records)
-        cache.update(k, [(r.partition_key, r.storage_id, _rows_of(r)) for r in res.records if r.partition_key], cursor)
-    return cache.rows(k) if latest_storage_id is not None else {}
+    return cache.rows(k)
 
 
 def coverage_for(

@@ -3,6 +3,13 @@
 It remembers, per asset, the event-log storage id it has read up to, so coverage reads only new
 materialization events instead of re-scanning the whole history. Stored as a SQLite file next
 to the Dagster instance (it is a cache: deleting it only costs one full read).
+
+Storage ids are handed out when an event is inserted, not when it commits: on PostgreSQL an
+event with id 103 can become visible after one with id 105. So the cache does not trust its
+newest id at once. It re-reads after a *settled* id: the newest id read whose event is at least
+``SETTLE_SECONDS`` old (an event still invisible then would have been written within that time,
+so it can only carry a later id). Entries are keyed by partition and newer storage ids win, so
+re-reading is harmless, and once everything read is that old, nothing is re-read.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+SETTLE_SECONDS = 60.0
 
 
 class MetadataCache:
@@ -24,17 +33,22 @@ class MetadataCache:
                 asset_key TEXT NOT NULL, partition TEXT NOT NULL,
                 storage_id INTEGER NOT NULL, rows INTEGER NOT NULL,
                 PRIMARY KEY (asset_key, partition));
-            CREATE TABLE IF NOT EXISTS cursors (
-                asset_key TEXT PRIMARY KEY, storage_id INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS read_marks (
+                asset_key TEXT PRIMARY KEY,
+                newest INTEGER NOT NULL,      -- the newest storage id read
+                settled INTEGER NOT NULL);    -- every event up to this id has been seen (-1: none)
             """
         )
 
     def close(self) -> None:
         self._conn.close()
 
-    def cursor(self, asset_key: str) -> int | None:
-        row = self._conn.execute("SELECT storage_id FROM cursors WHERE asset_key = ?", (asset_key,)).fetchone()
-        return int(row[0]) if row else None
+    def marks(self, asset_key: str) -> tuple[int | None, int | None]:
+        """(newest id read, settled id to re-read after); (None, None) before the first read."""
+        row = self._conn.execute("SELECT newest, settled FROM read_marks WHERE asset_key = ?", (asset_key,)).fetchone()
+        if row is None:
+            return None, None
+        return int(row[0]), (int(row[1]) if row[1] >= 0 else None)
 
     def rows(self, asset_key: str) -> dict[str, int]:
         return {
@@ -44,8 +58,11 @@ class MetadataCache:
             )
         }
 
-    def update(self, asset_key: str, entries: Iterable[tuple[str, int, int]], cursor: int | None) -> None:
-        """Store ``(partition, storage_id, rows)`` entries; newer storage ids win."""
+    def update(
+        self, asset_key: str, entries: Iterable[tuple[str, int, int]], newest: int | None, settled: int | None
+    ) -> None:
+        """Store ``(partition, storage_id, rows)`` entries (newer storage ids win) and the read
+        marks: the newest id read and the settled id (None: nothing settled yet)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(
@@ -56,11 +73,12 @@ class MetadataCache:
                    WHERE excluded.storage_id > partition_rows.storage_id""",
                 [(asset_key, p, s, r) for p, s, r in entries],
             )
-            if cursor is not None:
+            if newest is not None:
                 self._conn.execute(
-                    """INSERT INTO cursors (asset_key, storage_id) VALUES (?, ?)
-                       ON CONFLICT (asset_key) DO UPDATE SET storage_id = MAX(storage_id, excluded.storage_id)""",
-                    (asset_key, cursor),
+                    """INSERT INTO read_marks (asset_key, newest, settled) VALUES (?, ?, ?)
+                       ON CONFLICT (asset_key) DO UPDATE
+                       SET newest = MAX(newest, excluded.newest), settled = MAX(settled, excluded.settled)""",
+                    (asset_key, newest, -1 if settled is None else settled),
                 )
             self._conn.execute("COMMIT")
         except BaseException:

@@ -174,14 +174,14 @@ def test_coverage_reads_history_incrementally(env) -> None:  # type: ignore[no-u
     [cov] = coverage_for(instance, [spec], now=NOW)
     assert cov.segments[-1].end == "2024-11-27" and cov.rows == 3 * 390
     cache = cache_for(instance)
-    first_cursor = cache.cursor(AAPL_1M.to_user_string())
+    first_cursor, _settled = cache.marks(AAPL_1M.to_user_string())
     assert first_cursor is not None
     assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], "2024-11-29", "2024-12-02").success
     [cov] = coverage_for(instance, [spec], now=NOW)
     # the holiday 11-28 does not break the run; the early close counts as complete with 210 rows
     assert cov.segments[-1].start == "2024-11-25" and cov.segments[-1].end == "2024-12-02"
     assert cov.rows == 4 * 390 + 210 and cov.partial == []
-    second_cursor = cache.cursor(AAPL_1M.to_user_string())
+    second_cursor, _settled = cache.marks(AAPL_1M.to_user_string())
     assert second_cursor is not None and second_cursor > first_cursor
     # only the new events were read: the cached rows of the first run are untouched
     assert set(cache.rows(AAPL_1M.to_user_string())) == {
