@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch")
+REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch", "outside_sessions")
 
 
 def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, specs: list[AssetSpecification]) -> int:

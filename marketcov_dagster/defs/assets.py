@@ -20,7 +20,7 @@ from marketcov_dagster.lib.verify import (
     BARS_ARE_VALID,
     CHECK_NAMES,
     CHECKSUM_MATCHES,
-    log_checksum_mismatches,
+    log_check_findings,
     verify_partitions,
 )
 
@@ -145,7 +145,7 @@ def build_ohlcv_asset(
             sessions=_sessions(keys),
             min_completeness=spec.min_completeness,
         )
-        log_checksum_mismatches(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
+        log_check_findings(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
         unwritten = [k for k in keys if k not in outcomes]
         if unwritten:
             # nothing to check is not a failed check: no result, no alert, no remediation entry

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from marketcov_dagster.lib import alerts
-from marketcov_dagster.lib.freshness import freshness_now
+from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_now
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -18,6 +18,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
     results = freshness_now(warehouse, specs, now)
+    pairs = [(s.symbol, s.interval) for s in specs]
+    unended = warehouse.count_bars_after(pairs, ended_cutoffs(specs, now))  # dated in the future
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins
@@ -29,6 +31,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
         assets.append(
             {
                 **f.as_dict(),
+                "unended_bars": unended.get((f.symbol, f.interval), 0),
                 "open_incident": inc["id"] if inc and inc["resolved_at"] is None else None,
                 "last_alert_at": _iso(max(sent)) if sent else None,
             }
@@ -97,6 +100,12 @@ def to_text(report: dict[str, Any]) -> str:
         + f"; {len(report['open_incidents'])} open incident(s); "
         f"{report['pending_alerts']} alert email(s) pending"
     )
+    for a in report["assets"]:
+        if a["unended_bars"]:
+            lines.append(
+                f"  {a['asset_key']}: {a['unended_bars']} stored bar(s) dated after now "
+                "(not counted as fresh; the verify job logs them as outside_sessions)"
+            )
     for m in report["recent_alerts"]:
         state = f"sent {m['sent_at']}" if m["sent_at"] else f"PENDING ({m['attempts']} attempt(s): {m['last_error']})"
         lines.append(f"  alert: {m['subject']} [{state}]")

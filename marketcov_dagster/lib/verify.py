@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marketcov_dagster.lib.bars import required_bars, validate_bars
+from marketcov_dagster.lib.bars import required_bars, ts_iso, validate_bars
 from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import expected_as_of
-from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
 from marketcov_dagster.lib.warehouse import LineageRow, Warehouse
 
 BARS_ARE_VALID = "bars_are_valid"
 BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
 CHECKSUM_MATCHES = "checksum_matches"
 CHECK_NAMES = (BARS_ARE_VALID, BAR_COUNT_MATCHES_CALENDAR, CHECKSUM_MATCHES)
+OUTSIDE_SESSIONS = "outside_sessions"  # metadata key and remediation kind
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,27 @@ def verify_partitions(
     days = sorted(set(sessions))
     if not days:
         return {}
+    now_ms = int(now.timestamp() * 1000)
     windows = [calendar.partition_window_ms(d) for d in days]
-    df = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
+    # read on to the next session that has opened (or to the end of time when none has): bars on
+    # the days between sessions, and bars dated in the future, belong to no partition
+    until = _read_until(calendar, days[-1], now_ms)
+    df = warehouse.read_bars(symbol, interval, windows[0][0], until)
+    unended_from = now_ms - (MINUTE_MS if interval != "1d" else 0) + 1
+    if until < 2**62:  # bars not ended by now, wherever they lie, count against the range's last session
+        future = warehouse.read_bars(symbol, interval, max(until, unended_from), 2**62)
+        df = pd.concat([df, future], ignore_index=True) if len(future) else df
     ts = df["ts"].to_numpy(dtype=np.int64)
     starts = np.array([w[0] for w in windows], dtype=np.int64)
-    slot = np.searchsorted(starts, ts, side="right") - 1
+    after = np.searchsorted(starts, ts, side="right") - 1  # the last session starting at or before
     ends = np.array([w[1] for w in windows], dtype=np.int64)
-    slot[(slot < 0) | (ts >= ends[np.clip(slot, 0, None)])] = -1  # bars between the partitions' windows
+    unfinished = ts >= unended_from
+    stray = (ts >= ends[after]) | unfinished  # outside every partition window, or not ended by now
+    slot = np.where(stray, -1, after)
     keys = [d.isoformat() for d in days]
     lineage = warehouse.latest_lineage_many(symbol, interval, keys)
     log = warehouse.remediation(symbols=[symbol], intervals=[interval], kinds=["invalid_bars"])
     log = log[log["session"].isin(keys)]
-    now_ms = int(now.timestamp() * 1000)
     out = {}
     for i, d in enumerate(days):
         part = df[slot == i].reset_index(drop=True)
@@ -74,8 +84,43 @@ def verify_partitions(
         if row is None:
             continue
         quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)]
-        out[keys[i]] = _outcomes(calendar.bounds(d), interval, part, row, quarantined, min_completeness, now_ms)
+        outcomes = _outcomes(calendar.bounds(d), interval, part, row, quarantined, min_completeness, now_ms)
+        out[keys[i]] = _with_strays(outcomes, ts[stray & (after == i)], now_ms)
     return out
+
+
+def _read_until(calendar: TradingCalendar, last: date, now_ms: int) -> int:
+    following = calendar.sessions(last + timedelta(days=1), last + timedelta(days=40))
+    if following and calendar.bounds(following[0]).open_ms <= now_ms:
+        return calendar.partition_window_ms(following[0])[0]
+    return 2**62
+
+
+def _with_strays(outcomes: list[CheckOutcome], strays: np.ndarray, now_ms: int) -> list[CheckOutcome]:
+    """Bars stored after a session but outside every session (a Saturday bar in XNYS), or not ended
+    by now (dated in the future), fail that session's ``bars_are_valid``: no partition owns them,
+    so no other check would ever see them."""
+    if len(strays) == 0:
+        return outcomes
+    valid = outcomes[0]
+    examples = [ts_iso(int(t)) for t in strays[:5]]
+    future = int((strays > now_ms).sum())
+    detail = (
+        f"{len(strays)} stored bar(s) after this session belong to no session"
+        + (f" ({future} dated in the future)" if future else "")
+        + f": {', '.join(examples[:3])}"
+    )
+    failed = CheckOutcome(
+        BARS_ARE_VALID,
+        False,
+        f"{detail}; {valid.description}" if not valid.passed else detail,
+        {
+            **valid.metadata,
+            OUTSIDE_SESSIONS: len(strays),
+            "outside_sessions_examples": [ts_iso(int(t)) for t in strays[:5]],
+        },
+    )
+    return [failed, *outcomes[1:]]
 
 
 def verify_partition(
@@ -158,22 +203,28 @@ def _outcomes(
     return [valid, count, checksum]
 
 
-def log_checksum_mismatches(
+def log_check_findings(
     warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
 ) -> None:
-    """Record every failed ``checksum_matches`` in the remediation log."""
-    warehouse.log_remediation(
-        [
-            {
-                "symbol": symbol,
-                "interval": interval,
-                "session": session,
-                "kind": "checksum_mismatch",
-                "detail": o.description,
-                "run_id": run_id,
-            }
-            for session, per_check in outcomes.items()
-            for o in per_check
-            if o.name == CHECKSUM_MATCHES and not o.passed
-        ]
-    )
+    """Record every failed ``checksum_matches`` and every bar outside the sessions in the
+    remediation log (the same finding again adds nothing: see ``Warehouse.log_remediation``)."""
+    entries = []
+    for session, per_check in outcomes.items():
+        for o in per_check:
+            if o.name == CHECKSUM_MATCHES and not o.passed:
+                kind = "checksum_mismatch"
+            elif o.name == BARS_ARE_VALID and o.metadata.get(OUTSIDE_SESSIONS):
+                kind = OUTSIDE_SESSIONS
+            else:
+                continue
+            entries.append(
+                {
+                    "symbol": symbol,
+                    "interval": interval,
+                    "session": session,
+                    "kind": kind,
+                    "detail": o.description,
+                    "run_id": run_id,
+                }
+            )
+    warehouse.log_remediation(entries)

@@ -214,7 +214,7 @@ def default_warehouse_url() -> str:
     return f"sqlite:///{(home / 'marketcov_warehouse.sqlite').resolve()}"
 
 
-SESSION_STATE_KINDS = frozenset({"gap", "vendor_fallback", "invalid_bars", "checksum_mismatch"})
+SESSION_STATE_KINDS = frozenset({"gap", "vendor_fallback", "invalid_bars", "checksum_mismatch", "outside_sessions"})
 """Remediation kinds that describe a session's state (logged once per state, not per finding)."""
 
 
@@ -760,6 +760,22 @@ class Warehouse:
                 ts = conn.execute(q, {"s": sym, "i": iv, "t": limits.get((sym, iv), 2**62)}).scalar()
                 if ts is not None:
                     out[(sym, iv)] = int(ts)
+        return out
+
+    def count_bars_after(
+        self, pairs: Sequence[tuple[str, str]], after: Mapping[tuple[str, str], int]
+    ) -> dict[tuple[str, str], int]:
+        """Bars of each (symbol, interval) stamped after ``after[pair]`` (e.g. bars that cannot
+        have ended yet); one indexed count per pair, pairs with none left out."""
+        q = sa.select(sa.func.count()).where(
+            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i"), bars.c.ts > sa.bindparam("t")
+        )
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for sym, iv in pairs:
+                n = int(conn.execute(q, {"s": sym, "i": iv, "t": after.get((sym, iv), 2**62)}).scalar_one())
+                if n:
+                    out[(sym, iv)] = n
         return out
 
     def count_bars(self, symbol: str | None = None, interval: str | None = None) -> int:

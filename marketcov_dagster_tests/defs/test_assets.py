@@ -217,3 +217,24 @@ def test_verify_of_partitions_never_written_is_not_a_failure(env, verify_range: 
     ]
     assert failed == []
     assert wh.remediation(kinds=["checksum_mismatch"]).empty
+
+
+def test_bars_outside_every_session_fail_a_check_and_are_logged(env) -> None:  # type: ignore[no-untyped-def]
+    defs, instance, wh = env
+    assert run_range(defs, instance, "ohlcv_xnys_1m_job", [AAPL_1M], *RANGE).success
+    saturday = int(datetime(2024, 11, 30, 15, 0, tzinfo=UTC).timestamp() * 1000)  # XNYS is closed
+    future = int(datetime(2099, 1, 5, 15, 0, tzinfo=UTC).timestamp() * 1000)  # a bar that cannot exist yet
+    for ts in (saturday, future):
+        wh.execute("INSERT INTO bars VALUES ('AAPL', '1m', :ts, 1, 1, 1, 1, 1)", {"ts": ts})
+    for _ in range(2):  # the same finding twice is logged once
+        assert run_range(defs, instance, "ohlcv_xnys_1m_verify_job", [], *RANGE).success
+    # the Saturday bar follows Friday 11-29; the future bar follows the range's last session
+    assert check_status(instance, AAPL_1M, BARS_ARE_VALID, "2024-11-29") == "FAILED"
+    assert check_status(instance, AAPL_1M, BARS_ARE_VALID, "2024-12-03") == "FAILED"
+    for k in ("2024-11-25", "2024-11-26", "2024-11-27", "2024-12-02"):
+        assert check_status(instance, AAPL_1M, BARS_ARE_VALID, k) == "SUCCEEDED", k
+    for check in (BAR_COUNT_MATCHES_CALENDAR, CHECKSUM_MATCHES):  # the partitions' own bars are intact
+        assert check_status(instance, AAPL_1M, check, "2024-11-29") == "SUCCEEDED"
+    log = wh.remediation(kinds=["outside_sessions"]).sort_values("session")
+    assert list(log["session"]) == ["2024-11-29", "2024-12-03"]
+    assert "2024-11-30T15:00:00+00:00" in log["detail"].iloc[0] and "dated in the future" in log["detail"].iloc[1]

@@ -188,3 +188,16 @@ def test_a_bar_dated_in_the_future_does_not_make_an_asset_fresh(sqlite_warehouse
     f_minute, f_daily = freshness_all([minute, daily], latest, now)
     assert f_minute.stale and (f_minute.lag_minutes or 0) > 60  # not "lag 0, ok"
     assert not f_daily.stale  # Friday's close is the newest a daily bar can have ended
+
+
+def test_status_reports_bars_dated_after_now(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from marketcov_dagster.lib.status import status_report, to_text
+
+    now = at("2025-02-03 12:00")
+    minute = spec("1m")
+    for ts in (ms("2025-02-03 11:00"), ms("2025-02-04 10:00"), ms("2026-01-05 10:00")):
+        sqlite_warehouse.execute("INSERT INTO bars VALUES ('AAPL', '1m', :ts, 1, 1, 1, 1, 1)", {"ts": ts})
+    report = status_report(sqlite_warehouse, [minute], now)
+    (asset,) = report["assets"]
+    assert asset["unended_bars"] == 2 and asset["latest_end"] == "2025-02-03T16:01:00+00:00"
+    assert "2 stored bar(s) dated after now" in to_text(report)
