@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_now
+from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -69,6 +71,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
         "assets": assets,
         "open_incidents": open_incidents,
         "pending_alerts": alerts.pending_count(warehouse),
+        "email_configured": bool(os.environ.get(SMTP_HOST_ENV) and os.environ.get(ALERT_TO_ENV)),
         "recent_alerts": recent,
         "vendors": vendors,
     }
@@ -99,6 +102,7 @@ def to_text(report: dict[str, Any]) -> str:
         + (f" ({report['no_data']} with no data yet)" if report["no_data"] else "")
         + f"; {len(report['open_incidents'])} open incident(s); "
         f"{report['pending_alerts']} alert email(s) pending"
+        + ("" if report.get("email_configured", True) else " (email not configured)")
     )
     for a in report["assets"]:
         if a["unended_bars"]:
@@ -107,7 +111,10 @@ def to_text(report: dict[str, Any]) -> str:
                 "(not counted as fresh; the verify job logs them as outside_sessions)"
             )
     for m in report["recent_alerts"]:
-        state = f"sent {m['sent_at']}" if m["sent_at"] else f"PENDING ({m['attempts']} attempt(s): {m['last_error']})"
+        why = m["last_error"] or (
+            "email not configured" if not report.get("email_configured", True) else "not attempted yet"
+        )
+        state = f"sent {m['sent_at']}" if m["sent_at"] else f"PENDING ({m['attempts']} attempt(s): {why})"
         lines.append(f"  alert: {m['subject']} [{state}]")
     for v in report["vendors"]:
         lines.append(f"  vendor {v['vendor']}: {v['state']} since {v['since']} ({v['detail']})")

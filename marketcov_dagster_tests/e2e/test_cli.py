@@ -181,13 +181,15 @@ def test_status_shows_lag_incidents_alerts_and_vendors(home: Path) -> None:
     aapl = by_key["ohlcv/1m/AAPL"]
     assert aapl["latest_end"] is None and aapl["no_data"] and not aapl["stale"]  # never written: not an incident
     assert [i["asset_key"] for i in doc["open_incidents"]] == ["ohlcv/1m/BTCUSDT"]
+    assert doc["email_configured"] is False
     assert doc["pending_alerts"] == 1 and doc["recent_alerts"][0]["subject"].startswith("[marketcov] STALE BTCUSDT 1m")
     assert doc["vendors"][0]["vendor"] == "binance" and doc["vendors"][0]["state"] == "unavailable"
     assert set(by_key) == {"ohlcv/1m/AAPL", "ohlcv/1m/BRK_2E_B", "ohlcv/1m/BTCUSDT"}
 
     table = marketcov(["status", "--symbols", "BTCUSDT"], env)
     assert table.returncode == 0 and "STALE" in table.stdout and "#1" in table.stdout
-    assert "1 alert email(s) pending" in table.stdout and "vendor binance: unavailable" in table.stdout
+    assert "1 alert email(s) pending (email not configured)" in table.stdout
+    assert "vendor binance: unavailable" in table.stdout and "None" not in table.stdout
     bad = marketcov(["status", "--symbols", "NOPE"], env)
     assert bad.returncode == 2 and "unknown symbol" in bad.stderr
     wh.dispose()
