@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backfill", help="materialize a session range through Dagster, then show coverage")
     filters(b)
-    b.add_argument("--start", help="first session, YYYY-MM-DD (default: the latest 3 closed sessions)")
+    b.add_argument(
+        "--start",
+        help="first session, YYYY-MM-DD (default: the latest 3 closed sessions; for 1m also the one trading now)",
+    )
     b.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
     b.add_argument(
         "--workers",

@@ -81,7 +81,9 @@ def plan_backfill(
     for (calendar, interval), members in sorted(groups.items()):
         name = group_job_name(calendar, interval)
         try:
-            sessions = backfill_sessions(get_calendar(calendar), members[0].window_days, now, start, end)
+            sessions = backfill_sessions(
+                get_calendar(calendar), members[0].window_days, now, start, end, include_open=interval != "1d"
+            )
         except BadRangeError as e:
             plans.append(GroupPlan(name, members, [], skipped=str(e)))
             continue

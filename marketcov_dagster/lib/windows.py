@@ -51,9 +51,12 @@ def backfill_sessions(
     start: date | None = None,
     end: date | None = None,
     default_sessions: int = DEFAULT_BACKFILL_SESSIONS,
+    include_open: bool = False,
 ) -> list[date]:
     """Sessions to fetch: ``[start, end]`` clipped to the window and to sessions that have
-    opened, or the latest ``default_sessions`` closed sessions when no range is given."""
+    opened, or, when no range is given, the latest ``default_sessions`` closed sessions plus,
+    with ``include_open`` (minute bars), the session trading now, so that a catch-up with no
+    dates brings a live asset back to fresh."""
     if start and end and start > end:
         raise BadRangeError(f"start {start} is after end {end}")
     first = window_start(calendar, window_days, now)
@@ -61,8 +64,10 @@ def backfill_sessions(
     if last_open is None:
         raise BadRangeError(f"{calendar.name} has no session before {now.isoformat()}")
     if start is None and end is None:
-        closed = expected_sessions(calendar, window_days, now)
-        return closed[-default_sessions:]
+        closed = expected_sessions(calendar, window_days, now)[-default_sessions:]
+        if include_open and last_open not in closed:
+            closed.append(last_open)
+        return closed
     lo = max(start or first, first)
     hi = min(end or last_open, last_open)
     sessions = calendar.sessions(lo, hi) if lo <= hi else []

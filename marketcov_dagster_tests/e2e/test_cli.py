@@ -193,3 +193,20 @@ def test_status_shows_lag_incidents_alerts_and_vendors(home: Path) -> None:
     bad = marketcov(["status", "--symbols", "NOPE"], env)
     assert bad.returncode == 2 and "unknown symbol" in bad.stderr
     wh.dispose()
+
+
+def test_the_readme_main_job_ends_green(home: Path) -> None:
+    """The quick start, on a fresh home with the default universe: the main job, then status shows
+    no stale asset and no asset without data, whatever the hour (also run under a moved clock)."""
+    (home / "marketcov.yaml").write_text((ROOT / "marketcov.yaml").read_text())
+    env = base_env(home, None)
+    out = marketcov(["backfill"], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    status = marketcov(["status", "--format", "json"], env)
+    doc = json.loads(status.stdout)
+    assert len(doc["assets"]) == 24
+    assert doc["stale"] == 0 and doc["no_data"] == 0, [
+        (a["asset_key"], a["lag_minutes"]) for a in doc["assets"] if a["stale"] or a["no_data"]
+    ]
+    table = marketcov(["status"], env).stdout
+    assert "0 stale of 24" in table and "STALE" not in table

@@ -90,3 +90,15 @@ def test_backfill_defaults_and_clipping() -> None:
     # a range reaching past the window and into the future is clipped to what exists
     got = backfill_sessions(XNYS, 13, NOW, date(2024, 1, 1), date(2024, 12, 31))
     assert got[0] == date(2024, 6, 17) and got[-1] == date(2024, 6, 28)
+
+
+def test_a_catch_up_with_no_dates_includes_the_minute_session_trading_now() -> None:
+    during = datetime(2024, 7, 1, 15, 0, tzinfo=UTC)  # Monday 11:00 New York, the session is open
+    closed = [date(2024, 6, 26), date(2024, 6, 27), date(2024, 6, 28)]
+    assert backfill_sessions(XNYS, 13, during) == closed
+    assert backfill_sessions(XNYS, 13, during, include_open=True) == [*closed, date(2024, 7, 1)]
+    after_close = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)
+    assert backfill_sessions(XNYS, 13, after_close, include_open=True) == [*closed[1:], date(2024, 7, 1)]
+    crypto = get_calendar("24/7")
+    got = backfill_sessions(crypto, 13, during, include_open=True)
+    assert got[-1] == date(2024, 7, 1) and len(got) == 4
