@@ -243,7 +243,11 @@ def failure_cause(events: Sequence[dg.DagsterEvent]) -> str:
             err = err.cause
         if err is not None:
             lines = [line for line in err.message.strip().splitlines() if line.strip()]
-            return f"{e.step_key}: {lines[0] if lines else err.cls_name}"
+            first = lines[0] if lines else err.cls_name or "error"
+            qualified, sep, rest = first.partition(": ")
+            if sep and "." in qualified and " " not in qualified:  # "pkg.mod.VendorError: …" -> "VendorError: …"
+                first = f"{qualified.rsplit('.', 1)[1]}: {rest}"
+            return f"{e.step_key}: {first}"
     failures = [e.message for e in events if e.is_failure and e.message]
     return failures[0] if failures else "run failed"
 

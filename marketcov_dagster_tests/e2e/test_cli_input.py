@@ -107,3 +107,26 @@ def test_more_workers_than_assets_are_capped(home: Path, workers: str) -> None:
     out = marketcov(["backfill", "--symbols", "BTCUSDT", "--intervals", "1d", "--workers", workers], env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"--workers {workers} capped at 1" in out.stderr
+
+
+def test_a_failed_runs_line_names_its_cause(home: Path) -> None:
+    import yaml
+
+    from marketcov_dagster_tests.fakes.vendor_servers import FakeBinance, Fault
+    from marketcov_dagster_tests.vendors.conftest import FAST
+
+    cfg = {
+        "intervals": {"1d": {"window_days": 30}},
+        "asset_classes": {
+            "crypto": {"calendar": "24/7", "vendors": ["binance"], "intervals": ["1d"], "symbols": ["ZZZUSDT"]}
+        },
+        "vendors": {"binance": FAST},
+    }
+    (home / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
+    with FakeBinance() as server:
+        server.script = [Fault(400, {}, b'{"code": -1121, "msg": "Invalid symbol."}')] * 10
+        out = marketcov(["backfill"], {**base_env(home, None), "MARKETCOV_BINANCE_BASE_URL": server.url})
+    assert out.returncode == 1, out.stderr[-2000:]
+    (line,) = [x for x in out.stdout.splitlines() if "FAILED" in x]
+    assert "FAILED: ohlcv__1d__ZZZUSDT: VendorError: all vendors" in line, line
+    assert "Invalid symbol. (code -1121)" in line and "Execution of step" not in line, line
