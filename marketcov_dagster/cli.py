@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
     filters(c)
     c.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    c.add_argument(
+        "--view",
+        choices=("summary", "segments", "sessions"),
+        default="summary",
+        help="csv only: one row per asset (counts), per segment, or per missing/partial session",
+    )
 
     v = sub.add_parser("vendors", help="each vendor's health from its most recent real calls")
     v.add_argument("--format", choices=("table", "json"), default="table")
@@ -304,13 +310,17 @@ def _coverage(args: argparse.Namespace, specs: list[AssetSpecification]) -> int:
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.lib import coverage as cov
     from marketcov_dagster.lib.jsonout import dumps
+    from marketcov_dagster.lib.universe import ConfigError
+
+    if args.view != "summary" and args.format != "csv":
+        raise ConfigError(f"--view {args.view} is a CSV view: add --format csv (JSON already lists them)")
 
     with _instance() as instance:
         assets = coverage_for(instance, specs)
     if args.format == "json":
         print(dumps(cov.report(assets, datetime.now(UTC))))
     elif args.format == "csv":
-        sys.stdout.write(cov.to_csv(assets))
+        sys.stdout.write(cov.to_csv(assets, args.view))
     else:
         print(cov.to_table(assets))
     return 0

@@ -113,7 +113,15 @@ def report(assets: Sequence[AssetCoverage], generated_at: datetime) -> dict[str,
     covered = sum(a.covered_sessions for a in assets)
     return {
         "generated_at": generated_at.isoformat(),
-        "assets": [asdict(a) for a in assets],
+        "assets": [
+            {
+                **asdict(a),
+                "segment_count": len(a.segments),
+                "missing_count": len(a.missing),
+                "partial_count": len(a.partial),
+            }
+            for a in assets
+        ],
         "summary": {
             "assets": len(assets),
             "complete_assets": sum(1 for a in assets if a.covered_sessions == a.expected_sessions),
@@ -132,9 +140,9 @@ _TABLE_COLUMNS = (
     "asset_key",
     "coverage_pct",
     "covered",
-    "segments",
-    "missing",
-    "partial",
+    "segment_count",
+    "missing_count",
+    "partial_count",
     "first",
     "last",
     "rows",
@@ -165,44 +173,63 @@ def to_table(assets: Sequence[AssetCoverage]) -> str:
     return "\n".join(lines)
 
 
-def to_csv(assets: Sequence[AssetCoverage]) -> str:
+SUMMARY_CSV_COLUMNS = (
+    "asset_key",
+    "symbol",
+    "interval",
+    "calendar",
+    "expected_sessions",
+    "covered_sessions",
+    "coverage_pct",
+    "segment_count",
+    "missing_count",
+    "partial_count",
+    "first_session",
+    "last_session",
+    "rows",
+    "expired_sessions",
+)
+CSV_VIEWS = ("summary", "segments", "sessions")
+
+
+def to_csv(assets: Sequence[AssetCoverage], view: str = "summary") -> str:
+    """CSV in one of three shapes, each column meaning what it means in the table and the JSON:
+    ``summary`` one row per asset with counts; ``segments`` one row per segment; ``sessions`` one
+    row per missing or partial session (the long forms of the JSON's lists)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        [
-            "asset_key",
-            "symbol",
-            "interval",
-            "calendar",
-            "expected_sessions",
-            "covered_sessions",
-            "coverage_pct",
-            "segments",
-            "missing",
-            "partial",
-            "first_session",
-            "last_session",
-            "rows",
-            "expired_sessions",
-        ]
-    )
-    for a in assets:
-        w.writerow(
-            [
-                a.asset_key,
-                a.symbol,
-                a.interval,
-                a.calendar,
-                a.expected_sessions,
-                a.covered_sessions,
-                a.coverage_pct,
-                len(a.segments),
-                " ".join(a.missing),
-                " ".join(a.partial),
-                a.first_session or "",
-                a.last_session or "",
-                a.rows,
-                a.expired_sessions,
-            ]
+    ident = ("asset_key", "symbol", "interval")
+    if view == "segments":
+        w.writerow([*ident, "start", "end", "sessions", "rows"])
+        w.writerows(
+            [a.asset_key, a.symbol, a.interval, g.start, g.end, g.sessions, g.rows] for a in assets for g in a.segments
         )
+    elif view == "sessions":
+        w.writerow([*ident, "session", "state"])
+        for a in assets:
+            rows = [(d, "missing") for d in a.missing] + [(d, "partial") for d in a.partial]
+            w.writerows([a.asset_key, a.symbol, a.interval, d, state] for d, state in sorted(rows))
+    elif view == "summary":
+        w.writerow(SUMMARY_CSV_COLUMNS)
+        for a in assets:
+            w.writerow(
+                [
+                    a.asset_key,
+                    a.symbol,
+                    a.interval,
+                    a.calendar,
+                    a.expected_sessions,
+                    a.covered_sessions,
+                    a.coverage_pct,
+                    len(a.segments),
+                    len(a.missing),
+                    len(a.partial),
+                    a.first_session or "",
+                    a.last_session or "",
+                    a.rows,
+                    a.expired_sessions,
+                ]
+            )
+    else:
+        raise ValueError(f"unknown CSV view {view!r}; one of {list(CSV_VIEWS)}")
     return buf.getvalue()

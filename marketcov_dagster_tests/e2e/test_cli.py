@@ -72,6 +72,12 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     synthetic = next(v for v in vendors if v["vendor"] == "synthetic")
     assert synthetic["state"] == "ok" and synthetic["calls"] >= 4 and synthetic["failures"] == 0
 
+    segments = marketcov(["coverage", "--format", "csv", "--view", "segments", "--symbols", "AAPL"], env)
+    lines = segments.stdout.splitlines()
+    assert lines[0] == "asset_key,symbol,interval,start,end,sessions,rows" and len(lines) == 1 + 2, lines
+    refused = marketcov(["coverage", "--view", "segments"], env)
+    assert refused.returncode == 2 and "add --format csv" in refused.stderr
+
     csv_out = marketcov(["coverage", "--format", "csv", "--intervals", "1d"], env)
     assert csv_out.returncode == 0 and csv_out.stdout.startswith("asset_key,symbol,interval")
     wh.dispose()

@@ -102,3 +102,26 @@ def test_a_catch_up_with_no_dates_includes_the_minute_session_trading_now() -> N
     crypto = get_calendar("24/7")
     got = backfill_sessions(crypto, 13, during, include_open=True)
     assert got[-1] == date(2024, 7, 1) and len(got) == 4
+
+
+def test_table_csv_and_json_agree_on_what_each_column_means() -> None:
+    s = sessions()
+    rows = {k: 1 for k in s[:2] + s[4:6]}
+    cov = asset_coverage(SPEC, XNYS, set(rows), rows, NOW)
+    assert len(cov.segments) == 2 and len(cov.missing) == 5
+    asset = report([cov], NOW)["assets"][0]  # type: ignore[index]
+    header = to_table([cov]).splitlines()[0].split()
+    summary = dict(zip(*[line.split(",") for line in to_csv([cov]).splitlines()], strict=True))
+    for name, count in (("segment_count", 2), ("missing_count", 5), ("partial_count", 0)):
+        assert name in header and int(summary[name]) == asset[name] == count, name
+        plural = name.removesuffix("_count") + ("s" if name == "segment_count" else "")
+        assert len(asset[plural]) == count  # the JSON's list is what the count counts
+    # the long forms: one row per segment, one per missing or partial session
+    segments = to_csv([cov], "segments").splitlines()
+    assert segments[0] == "asset_key,symbol,interval,start,end,sessions,rows" and len(segments) == 1 + 2
+    assert segments[1] == f"ohlcv/1d/AAPL,AAPL,1d,{s[0]},{s[1]},2,2"
+    missing = to_csv([cov], "sessions").splitlines()
+    assert missing[0] == "asset_key,symbol,interval,session,state" and len(missing) == 1 + 5
+    assert {line.rsplit(",", 2)[1] for line in missing[1:]} == set(cov.missing)
+    with pytest.raises(ValueError, match="unknown CSV view"):
+        to_csv([cov], "wide")
