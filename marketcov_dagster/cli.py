@@ -53,6 +53,17 @@ def _workers(value: str) -> int:
     return n
 
 
+def _sub(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> argparse.ArgumentParser:
+    from marketcov_dagster.cli_help import SUBCOMMANDS, description
+
+    return sub.add_parser(
+        name,
+        help=SUBCOMMANDS[name][0],
+        description=description(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="marketcov", description="Complete, verified, fresh OHLCV bars.")
     p.add_argument("--config", help="universe YAML (default: $MARKETCOV_CONFIG or ./marketcov.yaml)")
@@ -63,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--intervals", type=_csv_list, help="comma-separated intervals (1d,1m)")
         sp.add_argument("--asset-class", type=_csv_list, dest="asset_classes", help="comma-separated asset classes")
 
-    b = sub.add_parser("backfill", help="materialize a session range through Dagster, then show coverage")
+    b = _sub(sub, "backfill")
     filters(b)
     b.add_argument(
         "--start",
@@ -77,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "the assets selected (default: one per core, at most 4, and at most one per 500 partitions)",
     )
 
-    c = sub.add_parser("coverage", help="coverage per asset from Dagster's materialization history")
+    c = _sub(sub, "coverage")
     filters(c)
     c.add_argument("--format", choices=("table", "json", "csv"), default="table")
     c.add_argument(
@@ -87,14 +98,14 @@ def _parser() -> argparse.ArgumentParser:
         help="csv only: one row per asset (counts), per segment, or per missing/partial session",
     )
 
-    v = sub.add_parser("vendors", help="each vendor's health from its most recent real calls")
+    v = _sub(sub, "vendors")
     v.add_argument("--format", choices=("table", "json"), default="table")
 
-    st = sub.add_parser("status", help="freshness per asset, open incidents, recent alerts and vendor health")
+    st = _sub(sub, "status")
     filters(st)
     st.add_argument("--format", choices=("table", "json"), default="table")
 
-    r = sub.add_parser("remediation", help="list or export the remediation log")
+    r = _sub(sub, "remediation")
     filters(r)
     r.add_argument(
         "--kind", type=_csv_list, dest="kinds", help=f"comma-separated kinds: {', '.join(REMEDIATION_KINDS)}"

@@ -83,3 +83,23 @@ def test_the_docs_name_the_default_universe_check_and_sensor_counts_consistently
     assert {"bars_are_valid", "bar_count_matches_calendar", "checksum_matches"} <= names["check"]
     assert "orphaned_runs_sensor" in names["sensor"]
     assert dg.__version__.startswith("1.13")
+
+
+def test_each_subcommands_help_says_what_it_does_where_it_reads_and_shows_valid_examples() -> None:
+    import shlex
+
+    from marketcov_dagster.cli_help import SUBCOMMANDS
+
+    subs = _subcommands()
+    assert set(SUBCOMMANDS) == set(subs)
+    for name, sp in subs.items():
+        text = sp.format_help()
+        description = text.split("\n\n", 2)[1]
+        assert description[0].isupper() and "." in description, (name, description)
+        assert "Reads the" in description or "reads the" in description, (name, description)
+        examples = [line.strip() for line in text.splitlines() if line.strip().startswith("DAGSTER_HOME=")]
+        assert examples, name
+        for example in examples:
+            words = shlex.split(example.split(">")[0])
+            assert words[1] == "marketcov", example
+            _parser().parse_args(words[2:])  # argparse exits (a failure here) on an invalid example

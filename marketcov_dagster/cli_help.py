@@ -1,0 +1,62 @@
+"""What each ``marketcov`` subcommand's ``--help`` says first: what it does, where it reads from,
+and the examples a user needs most."""
+
+from __future__ import annotations
+
+import textwrap
+
+HOME = "DAGSTER_HOME=$PWD "
+
+SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
+    # name: (one-line summary, what it does and reads, examples)
+    "backfill": (
+        "materialize a session range through Dagster, then show coverage",
+        "Fetches bars for a session range from the vendor chain and writes them to the warehouse, as "
+        "Dagster range runs on the instance in $DAGSTER_HOME (visible in the UI); reads the universe "
+        "config. With no dates: the latest 3 closed sessions, and for 1m also the one trading now.",
+        [
+            "marketcov backfill",
+            "marketcov backfill --symbols BTCUSDT --intervals 1m",
+            "marketcov backfill --symbols AAPL,MSFT --intervals 1d --start 2025-01-01 --end 2025-06-30",
+            "marketcov backfill --start 2000-01-01 --workers 2",
+        ],
+    ),
+    "coverage": (
+        "coverage per asset from Dagster's materialization history",
+        "Shows, per asset, which sessions of its window are present and complete: coverage %, segments, "
+        "missing and partial sessions. Reads the Dagster instance in $DAGSTER_HOME (materialization "
+        "history) and the universe config; writes nothing but its cache.",
+        [
+            "marketcov coverage",
+            "marketcov coverage --intervals 1m --format json",
+            "marketcov coverage --format csv --view sessions > holes.csv",
+        ],
+    ),
+    "status": (
+        "freshness per asset, open incidents, recent alerts and vendor health",
+        "Shows how far each asset's newest bar trails the calendar (stale above its threshold), open "
+        "incidents, alert emails and vendor health. Reads the warehouse and the universe config.",
+        ["marketcov status", "marketcov status --intervals 1m --format json"],
+    ),
+    "vendors": (
+        "each vendor's health from its most recent real calls",
+        "Shows each vendor's state, call and failure counts and any rate-limit block still in force. "
+        "Reads the warehouse.",
+        ["marketcov vendors", "marketcov vendors --format json"],
+    ),
+    "remediation": (
+        "list or export the remediation log",
+        "Lists what the pipeline found and did about it: gaps, invalid or out-of-session bars, vendor "
+        "errors and fallbacks, checksum mismatches. Reads the warehouse.",
+        [
+            "marketcov remediation --limit 20",
+            "marketcov remediation --kind gap,vendor_error --since 2026-11-01 --format csv > remediation.csv",
+        ],
+    ),
+}
+
+
+def description(name: str) -> str:
+    _summary, what, examples = SUBCOMMANDS[name]
+    lines = [textwrap.fill(what, 88), "", "examples:", *(f"  {HOME}{e}" for e in examples)]
+    return "\n".join(lines)
