@@ -129,7 +129,7 @@ class Mailer:
             self._smtp = None
 
 
-# the environment variables the email resource reads (see README "Alerts")
+# the environment variables the email resource reads (see docs/configuration.md)
 SMTP_HOST_ENV = "MARKETCOV_SMTP_HOST"
 SMTP_PORT_ENV = "MARKETCOV_SMTP_PORT"
 SMTP_SECURITY_ENV = "MARKETCOV_SMTP_SECURITY"
