@@ -181,3 +181,40 @@ def test_smtp_password_reaches_dagster_only_as_an_env_var(monkeypatch: pytest.Mo
         "bot",
         "hunter2-secret",
     )
+
+
+def test_a_run_whose_process_died_is_failed_and_mailed_once_with_the_reason(setup, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, ORPHAN_SENSOR, PROCESS_TAG_PREFIX
+    from marketcov_dagster.lib.processes import current
+
+    defs_fn, _clock, _wh, home = setup
+    defs = defs_fn()
+    first = tick(defs, home, FAILURE_SENSOR)  # the failure sensor starts from now
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    me = current()
+    dead = type(me)(me.host, me.boot, int(gone.stdout), "1")  # a process that has ended
+    job = defs.resolve_job_def("ohlcv_xnys_1m_job")
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        run = instance.create_run_for_job(
+            job_def=job,
+            tags={LAUNCHED_BY_TAG: "cli", **dead.as_tags(PROCESS_TAG_PREFIX)},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        alive = instance.create_run_for_job(
+            job_def=job,
+            tags={LAUNCHED_BY_TAG: "cli", **me.as_tags(PROCESS_TAG_PREFIX)},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    swept = tick(defs, home, ORPHAN_SENSOR)
+    assert f"marked 1 orphaned run(s) failed: {run.run_id}" in (swept.skip_message or "")
+    second = tick(defs, home, FAILURE_SENSOR, first.cursor)
+    third = tick(defs, home, FAILURE_SENSOR, second.cursor)
+    assert "queued 1 run failure(s)" in (second.skip_message or "")
+    assert "queued 0 run failure(s)" in (third.skip_message or "")
+    assert smtp_server.subjects() == [f"[marketcov] RUN FAILED ohlcv_xnys_1m_job (run {run.run_id[:8]})"]
+    assert f"pid {dead.pid}" in smtp_server.body(0) and "ended without finishing it" in smtp_server.body(0)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
