@@ -147,6 +147,6 @@ def build_failure_sensor(interval_seconds: int = 60) -> dg.SensorDefinition:
         flushed = alerts.flush_outbox(wh, email.settings())
         message = f"queued {runs} run failure(s) and {checks} failed check(s); {_flush_note(flushed)}"
         context.log.info(message)
-        return dg.SensorResult(skip_reason=message, cursor=json.dumps(cursor))
+        return dg.SensorResult(skip_reason=message, cursor=json.dumps(cursor, allow_nan=False))
 
     return failure_alerts

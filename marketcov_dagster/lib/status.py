@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from marketcov_dagster.lib import alerts
-from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_now
+from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_all
 from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -19,9 +19,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
-    results = freshness_now(warehouse, specs, now)
     pairs = [(s.symbol, s.interval) for s in specs]
-    unended = warehouse.count_bars_after(pairs, ended_cutoffs(specs, now))  # dated in the future
+    ended_by = ended_cutoffs(specs, now)  # bars stamped later have not ended: not fresh, but counted
+    results = freshness_all(specs, warehouse.latest_bar_ts(pairs, ended_by), now)
+    unended = warehouse.count_bars_after(pairs, ended_by)
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins

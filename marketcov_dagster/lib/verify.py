@@ -117,7 +117,7 @@ def _with_strays(outcomes: list[CheckOutcome], strays: np.ndarray, now_ms: int) 
         {
             **valid.metadata,
             OUTSIDE_SESSIONS: len(strays),
-            "outside_sessions_examples": [ts_iso(int(t)) for t in strays[:5]],
+            "outside_sessions_examples": examples,
         },
     )
     return [failed, *outcomes[1:]]
