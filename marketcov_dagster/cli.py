@@ -115,7 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--since", help="entries logged on or after this day, YYYY-MM-DD (UTC)")
     r.add_argument("--limit", type=int, help="only the latest N entries")
     r.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    u = _sub(sub, "ui")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the UI has no login)")
+    u.add_argument("--port", type=_port, default=3000, help="port (default 3000)")
+    u.add_argument("--no-daemon", action="store_true", help="the UI only: no schedules, sensors or run queue")
     return p
+
+
+def _port(value: str) -> int:
+    n = _positive_int(value)
+    if n > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return n
 
 
 REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch", "outside_sessions")
@@ -180,24 +191,12 @@ def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, spe
 
 
 def _ensure_dagster_home() -> None:
-    """DAGSTER_HOME must name an existing folder by an absolute path (Dagster's rule), checked
-    here so the user reads one line rather than Dagster's traceback."""
-    from marketcov_dagster.lib.universe import ConfigError
+    """``DAGSTER_HOME``, or the default home outside the source tree (created on first use)."""
+    from marketcov_dagster.lib.home import resolve_home
 
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        if not Path("dagster.yaml").is_file():
-            raise ConfigError("set DAGSTER_HOME (the folder holding dagster.yaml) or run from the project root")
-        home = os.environ["DAGSTER_HOME"] = str(Path.cwd())
-        print(f"DAGSTER_HOME not set; using {home}", file=sys.stderr)
-    if not Path(home).is_absolute():
-        raise ConfigError(
-            f"DAGSTER_HOME {home!r} is a relative path; give an absolute one, e.g. {Path(home).resolve()}"
-        )
-    if not Path(home).is_dir():
-        raise ConfigError(
-            f"DAGSTER_HOME {home!r} is not an existing folder; create it (mkdir -p {home}) or fix the path"
-        )
+    home, created = resolve_home()
+    if created:
+        print(f"marketcov: note: created the instance home {home} (set DAGSTER_HOME to use another)", file=sys.stderr)
 
 
 @contextmanager
@@ -242,6 +241,8 @@ def _run(args: argparse.Namespace) -> int:
     from marketcov_dagster.lib.windows import parse_day
 
     universe = load_universe(args.config)
+    if args.command == "ui":
+        return _ui(args)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
     start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
@@ -252,6 +253,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args, universe, specs, start, end)
     return _coverage(args, specs)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from marketcov_dagster.cli_ui import run_ui
+    from marketcov_dagster.lib.universe import config_path
+
+    _ensure_dagster_home()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        note = f"the Dagster UI has no login; anyone who reaches {args.host} can use it"
+        print(f"marketcov: note: {note}", file=sys.stderr)
+    config = Path(args.config) if args.config else config_path()
+    return run_ui(Path(os.environ["DAGSTER_HOME"]), config, args.host, args.port, daemon=not args.no_daemon)
 
 
 @contextmanager

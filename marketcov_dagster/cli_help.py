@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import textwrap
 
-HOME = "DAGSTER_HOME=$PWD "
-
 SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
     # name: (one-line summary, what it does and reads, examples)
     "backfill": (
@@ -53,10 +51,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
             "marketcov remediation --kind gap,vendor_error --since 2026-11-01 --format csv > remediation.csv",
         ],
     ),
+    "ui": (
+        "the Dagster UI and daemon on the same instance as the CLI",
+        "Starts the Dagster webserver and daemon (schedules, sensors, run queue, alert emails). Reads the "
+        "instance the CLI uses ($DAGSTER_HOME, else ~/.local/share/marketcov) and the same universe config. "
+        "Ctrl-C stops both.",
+        ["marketcov ui", "marketcov ui --port 3001 --no-daemon"],
+    ),
 }
 
 
 def description(name: str) -> str:
     _summary, what, examples = SUBCOMMANDS[name]
-    lines = [textwrap.fill(what, 88), "", "examples:", *(f"  {HOME}{e}" for e in examples)]
+    lines = [textwrap.fill(what, 88), "", "examples:", *(f"  {e}" for e in examples)]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ separate processes against a real DAGSTER_HOME, with the warehouse on SQLite and
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,18 +202,37 @@ def test_status_shows_lag_incidents_alerts_and_vendors(home: Path) -> None:
     wh.dispose()
 
 
-def test_the_readme_main_job_ends_green(home: Path) -> None:
-    """The quick start, on a fresh home with the default universe: the main job, then status shows
-    no stale asset and no asset without data, whatever the hour (also run under a moved clock)."""
-    (home / "marketcov.yaml").write_text((ROOT / "marketcov.yaml").read_text())
-    env = base_env(home, None)
-    out = marketcov(["backfill"], env)
+def test_the_readme_main_job_ends_green(tmp_path: Path) -> None:
+    """The quick start as the README writes it, on a machine with no instance yet: no DAGSTER_HOME,
+    run from the project root. The instance goes to the default home outside the source tree, the
+    output has the README's shape, and status shows no stale asset and no asset without data,
+    whatever the hour (also run under a moved clock)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    before = sorted(p.name for p in ROOT.iterdir())
+    out = marketcov(["backfill"], env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
-    status = marketcov(["status", "--format", "json"], env)
+    home = tmp_path / "data" / "marketcov"
+    assert f"created the instance home {home}" in out.stderr
+    assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
+    assert (home / "storage").is_dir() and (home / "marketcov_warehouse.sqlite").is_file()
+    assert sorted(p.name for p in ROOT.iterdir()) == before, "the quick start wrote into the source tree"
+
+    readme = (ROOT / "README.md").read_text()
+    shown = readme[readme.index("You should see") :]
+    shown = shown[shown.index("```") + 4 : shown.index("```", shown.index("```") + 3)].splitlines()
+    run_lines = [line for line in out.stdout.splitlines() if " run " in line]
+    assert len(run_lines) == len([line for line in shown if " run " in line]) == 4
+    assert all(line.endswith(" ok") for line in run_lines), run_lines
+    header = next(line for line in out.stdout.splitlines() if line.startswith("asset_key"))
+    assert header.split() == next(line for line in shown if line.startswith("asset_key")).split()
+
+    status = marketcov(["status", "--format", "json"], env, cwd=ROOT)
     doc = json.loads(status.stdout)
     assert len(doc["assets"]) == 24
     assert doc["stale"] == 0 and doc["no_data"] == 0, [
         (a["asset_key"], a["lag_minutes"]) for a in doc["assets"] if a["stale"] or a["no_data"]
     ]
-    table = marketcov(["status"], env).stdout
+    table = marketcov(["status"], env, cwd=ROOT).stdout
     assert "0 stale of 24" in table and "STALE" not in table
+    assert sorted(p.name for p in ROOT.iterdir()) == before
