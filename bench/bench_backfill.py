@@ -36,7 +36,7 @@ from pathlib import Path
 import dagster as dg
 
 from bench.bench_ingest import drop_database, postgres_database
-from bench.common import report, timed, write_postgres_instance
+from bench.common import report, timed, write_consolidated_instance, write_postgres_instance
 from marketcov_dagster.defs.backfill import (
     EVENT_BATCH_SIZE,
     GroupPlan,
@@ -119,6 +119,11 @@ def _instance(home: Path, kind: str) -> Iterator[dg.DagsterInstance]:
     home.mkdir(parents=True)
     if kind == "sqlite":
         with dg.instance_for_test(temp_dir=str(home)) as instance:
+            yield instance
+        return
+    if kind == "consolidated":
+        write_consolidated_instance(home)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance
         return
     url = postgres_database()
@@ -207,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, help="worker processes (default: as `marketcov backfill` chooses)")
     p.add_argument("--sequential", action="store_true", help="also run ours in one process, for the speed-up")
     p.add_argument(
-        "--instance", choices=("sqlite", "postgres"), default="sqlite", help="the Dagster instance's storage"
+        "--instance",
+        choices=("sqlite", "consolidated", "postgres"),
+        default="sqlite",
+        help="the Dagster instance's storage (consolidated: SQLite with one event log file)",
     )
     p.add_argument("--levers", action="store_true", help="compare Dagster's levers on ours instead")
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")

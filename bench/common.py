@@ -35,6 +35,15 @@ def write_postgres_instance(home: Path, url: str) -> None:
     )
 
 
+def write_consolidated_instance(home: Path) -> None:
+    """A ``dagster.yaml`` in ``home``: SQLite, but every run's events in one event log file
+    (Dagster's ``ConsolidatedSqliteEventLogStorage``) instead of one file per run plus an index."""
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nevent_log_storage:\n  module: dagster._core.storage.event_log\n"
+        f"  class: ConsolidatedSqliteEventLogStorage\n  config:\n    base_dir: {home / 'history'}\n"
+    )
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()

@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the UI has no login)")
     u.add_argument("--port", type=_port, default=3000, help="port (default 3000)")
     u.add_argument("--no-daemon", action="store_true", help="the UI only: no schedules, sensors or run queue")
+    sv = _sub(sub, "serve")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    sv.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     return p
 
 
@@ -243,6 +246,12 @@ def _run(args: argparse.Namespace) -> int:
     universe = load_universe(args.config)
     if args.command == "ui":
         return _ui(args)
+    if args.command == "serve":
+        from marketcov_dagster.cli_serve import api_token, serve
+
+        api_token(args.host)  # refuse an open bind before touching anything
+        _ensure_dagster_home()
+        return serve(universe, args.host, args.port)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
     start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None

@@ -58,6 +58,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
         "Ctrl-C stops both.",
         ["marketcov ui", "marketcov ui --port 3001 --no-daemon"],
     ),
+    "serve": (
+        "the read-only status API and status page over HTTP",
+        "Serves status, coverage and range readiness, lineage, run reports, ops, Prometheus metrics and "
+        "an HTML status page. Reads the instance in $DAGSTER_HOME, the warehouse and the universe "
+        "config. Binding beyond loopback requires $MARKETCOV_API_TOKEN.",
+        [
+            "marketcov serve",
+            "marketcov serve --port 8001",
+            "marketcov serve --host 0.0.0.0 --port 8000",
+        ],
+    ),
 }
 
 

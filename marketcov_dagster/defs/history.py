@@ -83,3 +83,15 @@ def coverage_for(
         return out
     finally:
         cache.close()
+
+
+def rows_for(instance: dg.DagsterInstance, spec: AssetSpecification) -> dict[str, int]:
+    """Rows per materialized partition of one asset, ever (the window does not limit it)."""
+    key = dg.AssetKey(list(spec.key_path))
+    records = instance.get_asset_records([key])
+    latest = records[0].asset_entry.last_materialization_storage_id if records else None
+    cache = cache_for(instance)
+    try:
+        return refresh_rows(instance, cache, key, latest)
+    finally:
+        cache.close()

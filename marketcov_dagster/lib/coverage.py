@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from marketcov_dagster.lib.bars import required_bars
 from marketcov_dagster.lib.calendars import TradingCalendar
@@ -48,6 +48,48 @@ class AssetCoverage:
     last_expected: str | None = None
 
 
+@dataclass
+class Scan:
+    """Sessions sorted into complete runs (segments), missing and partial ones."""
+
+    segments: list[Segment]
+    missing: list[str]
+    partial: list[str]
+    present: list[str]
+    rows: int
+
+
+def scan_sessions(
+    spec: AssetSpecification, calendar: TradingCalendar, sessions: Sequence[date], rows_by_partition: Mapping[str, int]
+) -> Scan:
+    """``sessions`` (in order) split by what ``rows_by_partition`` holds: a session with no entry
+    is missing, one below ``min_completeness`` of its calendar bar count partial."""
+    out = Scan([], [], [], [], 0)
+    run: list[tuple[str, int]] = []
+
+    def close_run() -> None:
+        if run:
+            out.segments.append(Segment(run[0][0], run[-1][0], len(run), sum(r for _, r in run)))
+            run.clear()
+
+    for d in sessions:
+        key = d.isoformat()
+        if key not in rows_by_partition:
+            out.missing.append(key)
+            close_run()
+            continue
+        out.present.append(key)
+        rows = int(rows_by_partition[key])
+        out.rows += rows
+        if rows < required_bars(calendar.bounds(d).expected_bars(spec.interval), spec.min_completeness):
+            out.partial.append(key)
+            close_run()
+            continue
+        run.append((key, rows))
+    close_run()
+    return out
+
+
 def asset_coverage(
     spec: AssetSpecification,
     calendar: TradingCalendar,
@@ -56,34 +98,8 @@ def asset_coverage(
     now: datetime,
 ) -> AssetCoverage:
     expected = expected_sessions(calendar, spec.window_days, now)
-    segments: list[Segment] = []
-    missing: list[str] = []
-    partial: list[str] = []
-    run: list[tuple[str, int]] = []
-
-    def close_run() -> None:
-        if run:
-            segments.append(Segment(run[0][0], run[-1][0], len(run), sum(r for _, r in run)))
-            run.clear()
-
-    rows_total = 0
-    present_in_window: list[str] = []
-    for d in expected:
-        key = d.isoformat()
-        if key not in present:
-            missing.append(key)
-            close_run()
-            continue
-        present_in_window.append(key)
-        rows = int(rows_by_partition.get(key, 0))
-        rows_total += rows
-        if rows < required_bars(calendar.bounds(d).expected_bars(spec.interval), spec.min_completeness):
-            partial.append(key)
-            close_run()
-            continue
-        run.append((key, rows))
-    close_run()
-    covered = sum(s.sessions for s in segments)
+    scan = scan_sessions(spec, calendar, expected, {p: int(rows_by_partition.get(p, 0)) for p in present})
+    covered = sum(s.sessions for s in scan.segments)
     first_expected = expected[0].isoformat() if expected else None
     # sessions materialized once but now before the window: the retention job deletes their bars
     expired = [p for p in present if first_expected and p < first_expected] if spec.expire else []
@@ -95,12 +111,12 @@ def asset_coverage(
         expected_sessions=len(expected),
         covered_sessions=covered,
         coverage_pct=round(100.0 * covered / len(expected), 2) if expected else 100.0,
-        first_session=present_in_window[0] if present_in_window else None,
-        last_session=present_in_window[-1] if present_in_window else None,
-        rows=rows_total,
-        segments=segments,
-        missing=missing,
-        partial=partial,
+        first_session=scan.present[0] if scan.present else None,
+        last_session=scan.present[-1] if scan.present else None,
+        rows=scan.rows,
+        segments=scan.segments,
+        missing=scan.missing,
+        partial=scan.partial,
         expired_sessions=len(expired),
         expired_before=first_expected if expired else None,
         first_expected=first_expected,

@@ -211,6 +211,17 @@ class AlertingSettings(BaseModel):
     failure_interval_seconds: int = Field(default=60, ge=5, description="Seconds between failure-alert ticks.")
 
 
+class SlaSettings(BaseModel):
+    """Service levels the status API and page judge (verdicts shown in a banner, not alerts)."""
+
+    model_config = STRICT
+
+    min_current_pct: float = Field(
+        default=90.0, ge=0, le=100, description="Share of assets, in %, whose latest closed session is stored."
+    )
+    max_lag_hours: float = Field(default=48.0, gt=0, description="No asset's newest bar trails by more than this.")
+
+
 class UniverseConfig(BaseModel):
     model_config = STRICT
 
@@ -219,6 +230,7 @@ class UniverseConfig(BaseModel):
     vendors: dict[str, VendorSettings] = Field(default_factory=dict)
     healing: HealingSettings = Field(default_factory=HealingSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
 
     @model_validator(mode="before")
     @classmethod

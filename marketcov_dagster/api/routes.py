@@ -1,0 +1,295 @@
+"""The JSON (and CSV) endpoints under ``/api``. Thin: each reads the shared snapshot or calls the
+plain-Python function the CLI uses, then shapes the answer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from marketcov_dagster.api import models as m
+from marketcov_dagster.api.context import ApiContext
+from marketcov_dagster.api.ops import ops_report, run_report
+from marketcov_dagster.api.params import (
+    AssetFilter,
+    Paging,
+    asset_filter,
+    csv_list,
+    csv_response,
+    day,
+    paging,
+    unprocessable,
+)
+from marketcov_dagster.defs.history import rows_for
+from marketcov_dagster.lib import alerts
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.coverage import AssetCoverage
+from marketcov_dagster.lib.readiness import bucket_counts, range_readiness, sla_verdicts
+from marketcov_dagster.lib.reads import LINEAGE_FIELDS, lineage_page
+from marketcov_dagster.lib.windows import BadRangeError
+
+router = APIRouter(prefix="/api")
+Format = Literal["json", "csv"]
+State = Literal["ok", "stale", "gapped", "no_data"]
+REMEDIATION_KINDS = (
+    "gap",
+    "invalid_bars",
+    "vendor_error",
+    "vendor_fallback",
+    "checksum_mismatch",
+    "outside_sessions",
+)
+
+
+def ctx_of(request: Request) -> ApiContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _asset_state(row: dict[str, Any]) -> str:
+    return "stale" if row["stale"] else "no_data" if row["no_data"] else "gapped" if row["gapped"] else "ok"
+
+
+def _matches(q: str | None, key: str) -> bool:
+    return not q or q.lower() in key.lower()
+
+
+def summary(ctx: ApiContext, f: AssetFilter, state: str | None = None, q: str | None = None) -> dict[str, Any]:
+    snap = ctx.snapshots.get()
+    keys = {s.key_str for s in f.apply(snap.specs) if _matches(q, s.key_str)}
+    rows = [r for r in snap.rows if r["asset_key"] in keys and (state is None or _asset_state(r) == state)]
+    lags = [None if r["no_data"] else r["lag_minutes"] for r in rows]
+    verdicts = sla_verdicts(ctx.universe.config.sla, [snap.coverage[r["asset_key"]] for r in rows], lags)
+    return {
+        "checked_at": snap.status["checked_at"],
+        "assets": rows,
+        "stale": sum(1 for r in rows if r["stale"]),
+        "gapped": sum(1 for r in rows if r["gapped"]),
+        "no_data": sum(1 for r in rows if r["no_data"]),
+        "freshness_buckets": bucket_counts(lags),
+        "sla": [asdict(v) for v in verdicts],
+        "sla_ok": all(v.ok for v in verdicts),
+    }
+
+
+@router.get("/status/summary", response_model=m.Summary, summary="Per-asset coverage, freshness and SLA verdicts")
+def status_summary(
+    request: Request,
+    f: AssetFilter = Depends(asset_filter),
+    state: State | None = Query(None, description="only assets in this state"),
+    q: str | None = Query(None, max_length=64, description="asset keys containing this text (case-insensitive)"),
+    format: Format = "json",
+) -> Any:
+    out = summary(ctx_of(request), f, state, q)
+    if format == "csv":
+        return csv_response(out["assets"], list(m.AssetStatus.model_fields), "status.csv")
+    return out
+
+
+def _coverage_status(c: AssetCoverage) -> str:
+    if c.covered_sessions == c.expected_sessions:
+        return "complete"
+    return "empty" if c.covered_sessions == 0 and not c.partial else "gapped"
+
+
+def _coverage_item(c: AssetCoverage, asset_class: str) -> dict[str, Any]:
+    return {
+        **asdict(c),
+        "asset_class": asset_class,
+        "status": _coverage_status(c),
+        "segment_count": len(c.segments),
+        "missing_count": len(c.missing),
+        "partial_count": len(c.partial),
+    }
+
+
+@router.get("/coverage", response_model=m.CoverageList, summary="Coverage per asset, searchable and paginated")
+def coverage(
+    request: Request,
+    f: AssetFilter = Depends(asset_filter),
+    p: Paging = Depends(paging),
+    q: str | None = Query(None, max_length=64, description="asset keys containing this text (case-insensitive)"),
+    status: Literal["complete", "gapped", "empty"] | None = Query(None),
+    format: Format = "json",
+) -> Any:
+    ctx = ctx_of(request)
+    snap = ctx.snapshots.get()
+    items = [
+        _coverage_item(snap.coverage[s.key_str], s.asset_class) for s in f.apply(snap.specs) if _matches(q, s.key_str)
+    ]
+    items = [i for i in items if status is None or i["status"] == status]
+    if format == "csv":
+        fields = [k for k in m.AssetCoverage.model_fields if k not in ("segments", "missing", "partial")]
+        return csv_response(items, fields, "coverage.csv")
+    classes: dict[str, list[dict[str, Any]]] = {}
+    for i in items:
+        classes.setdefault(i["asset_class"], []).append(i)
+    by_class = []
+    for name, group in classes.items():
+        expected = sum(i["expected_sessions"] for i in group)
+        covered = sum(i["covered_sessions"] for i in group)
+        by_class.append(
+            {
+                "asset_class": name,
+                "assets": len(group),
+                "complete": sum(1 for i in group if i["status"] == "complete"),
+                "coverage_pct": round(100.0 * covered / expected, 2) if expected else 100.0,
+            }
+        )
+    return {
+        "generated_at": snap.taken_at.isoformat(),
+        "total": len(items),
+        "page": p.page,
+        "page_size": p.page_size,
+        "by_asset_class": by_class,
+        "items": p.cut(items),
+    }
+
+
+def _spec(ctx: ApiContext, symbol: str, interval: str) -> Any:
+    for s in ctx.universe.specs:
+        if s.symbol == symbol and s.interval == interval:
+            return s
+    raise HTTPException(404, detail=f"no asset {symbol} {interval} in the universe")
+
+
+@router.get(
+    "/coverage/{symbol}/{interval}",
+    response_model=m.Readiness,
+    summary="Is this range ready? complete, missing, partial and pending sessions",
+    responses={404: {"description": "unknown asset"}},
+)
+def readiness(
+    request: Request,
+    symbol: str,
+    interval: str,
+    start: str | None = Query(None, description="first session, YYYY-MM-DD (default: the window's first)"),
+    end: str | None = Query(None, description="last session, YYYY-MM-DD (default: the last closed session)"),
+) -> Any:
+    ctx = ctx_of(request)
+    spec = _spec(ctx, symbol, interval)
+    first, last = day(start, "start"), day(end, "end")
+    cov = ctx.snapshots.get().coverage[spec.key_str]
+    now = datetime.now(UTC)
+    lo = first or (datetime.fromisoformat(cov.first_expected).date() if cov.first_expected else now.date())
+    hi = last or (datetime.fromisoformat(cov.last_expected).date() if cov.last_expected else now.date())
+    try:
+        with ctx.instance_lock:
+            rows = rows_for(ctx.instance, spec)
+        answer = range_readiness(spec, get_calendar(spec.calendar), rows, lo, hi, now)
+    except BadRangeError as e:
+        raise unprocessable("start" if first else "end", str(e)) from None
+    return asdict(answer)
+
+
+@router.get(
+    "/lineage",
+    response_model=m.Page[m.LineageEntry],
+    summary="Every write of an asset's sessions: vendor, rows, checksums, run",
+    responses={404: {"description": "unknown asset"}},
+)
+def lineage(
+    request: Request,
+    symbol: str = Query(..., min_length=1),
+    interval: str = Query(..., min_length=1),
+    start: str | None = Query(None, description="first session, YYYY-MM-DD"),
+    end: str | None = Query(None, description="last session, YYYY-MM-DD"),
+    p: Paging = Depends(paging),
+    format: Format = "json",
+) -> Any:
+    ctx = ctx_of(request)
+    _spec(ctx, symbol, interval)
+    lo, hi = day(start, "start"), day(end, "end")
+    if lo and hi and lo > hi:
+        raise unprocessable("start", f"start {lo} is after end {hi}")
+    if format == "csv":
+        rows, _ = lineage_page(ctx.warehouse, symbol, interval, lo, hi, 0, 10_000_000)
+        return csv_response(rows, LINEAGE_FIELDS, f"lineage_{symbol}_{interval}.csv")
+    rows, total = lineage_page(ctx.warehouse, symbol, interval, lo, hi, p.offset, p.page_size)
+    return {"total": total, "page": p.page, "page_size": p.page_size, "items": rows}
+
+
+@router.get(
+    "/runs/{run_id}",
+    response_model=m.RunReport,
+    summary="A run's checksum report: per partition rows, checksum and check results",
+    responses={404: {"description": "unknown run"}},
+)
+def run(request: Request, run_id: str) -> Any:
+    ctx = ctx_of(request)
+    with ctx.instance_lock:
+        report = run_report(ctx.instance, ctx.warehouse, run_id, ctx.ui_url)
+    if report is None:
+        raise HTTPException(404, detail=f"no run {run_id!r} on this instance")
+    return report
+
+
+@router.get("/remediation", response_model=m.Page[m.RemediationEntry], summary="The remediation log, newest first")
+def remediation(
+    request: Request,
+    f: AssetFilter = Depends(asset_filter),
+    p: Paging = Depends(paging),
+    kind: str | None = Query(None, description=f"comma-separated: {', '.join(REMEDIATION_KINDS)}"),
+    vendor: str | None = Query(None, description="comma-separated vendors"),
+    session: str | None = Query(None, description="one session, YYYY-MM-DD"),
+    since: str | None = Query(None, description="entries logged on or after this day (UTC), YYYY-MM-DD"),
+    format: Format = "json",
+) -> Any:
+    ctx = ctx_of(request)
+    kinds = csv_list(kind, "kind")
+    unknown = sorted(set(kinds or ()) - set(REMEDIATION_KINDS))
+    if unknown:
+        raise unprocessable("kind", f"unknown kind(s) {unknown}; known: {list(REMEDIATION_KINDS)}")
+    one, after = day(session, "session"), day(since, "since")
+    df = ctx.warehouse.remediation(
+        symbols=f.symbols,
+        intervals=f.intervals,
+        kinds=kinds,
+        vendors=csv_list(vendor, "vendor"),
+        session=one.isoformat() if one else None,
+        since=datetime(after.year, after.month, after.day, tzinfo=UTC) if after else None,
+    )
+    rows = [{k: _iso(v) for k, v in r.items()} for r in reversed(df.to_dict("records"))]
+    for r in rows:
+        r.update({k: None for k, v in r.items() if v != v})  # pandas NaN for SQL NULL
+    if format == "csv":
+        return csv_response(rows, list(m.RemediationEntry.model_fields), "remediation.csv")
+    return {"total": len(rows), "page": p.page, "page_size": p.page_size, "items": p.cut(rows)}
+
+
+@router.get("/vendors", response_model=list[m.VendorState], summary="Each vendor's health and any block in force")
+def vendors(request: Request) -> Any:
+    wh = ctx_of(request).warehouse
+    out = []
+    for row in wh.vendor_statuses():
+        until, _reason = wh.vendor_block(row["vendor"])
+        blocked = datetime.fromtimestamp(until, UTC).isoformat() if until > time.time() else None
+        out.append({**{k: _iso(v) for k, v in row.items()}, "blocked_until": blocked})
+    return out
+
+
+@router.get("/incidents", response_model=m.Page[m.Incident], summary="Freshness incidents, newest first")
+def incidents(
+    request: Request,
+    p: Paging = Depends(paging),
+    state: Literal["open", "resolved", "all"] = "all",
+) -> Any:
+    rows = alerts.list_incidents(ctx_of(request).warehouse, open_only=state == "open")
+    if state == "resolved":
+        rows = [r for r in rows if r["resolved_at"] is not None]
+    fields = m.Incident.model_fields
+    items = [{k: _iso(r[k]) for k in fields} for r in rows]
+    return {"total": len(items), "page": p.page, "page_size": p.page_size, "items": p.cut(items)}
+
+
+@router.get("/ops", response_model=m.Ops, summary="Run health from Dagster's run history")
+def ops(request: Request, hours: int = Query(24, ge=1, le=24 * 90, description="look-back window")) -> Any:
+    ctx = ctx_of(request)
+    with ctx.instance_lock:
+        return ops_report(ctx.instance, hours, ctx.ui_url, datetime.now(UTC))

@@ -1,0 +1,110 @@
+"""One consistent picture of every asset (coverage, freshness, incidents, last vendor), computed
+at most once per ``ttl`` seconds however many clients ask: one request recomputes while the
+others keep reading the previous picture."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from marketcov_dagster.defs.history import coverage_for
+from marketcov_dagster.lib.coverage import AssetCoverage
+from marketcov_dagster.lib.readiness import freshness_bucket
+from marketcov_dagster.lib.reads import last_vendors
+from marketcov_dagster.lib.status import status_report
+from marketcov_dagster.lib.universe import AssetSpecification, Universe
+from marketcov_dagster.lib.warehouse import Warehouse
+
+DEFAULT_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    specs: list[AssetSpecification]
+    coverage: dict[str, AssetCoverage]  # by asset key
+    status: dict[str, Any]  # ``status_report``: freshness, incidents, alerts, vendors
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the summary, one row per asset
+
+
+def _summary_rows(
+    specs: list[AssetSpecification],
+    coverage: dict[str, AssetCoverage],
+    status: dict[str, Any],
+    vendors: dict[tuple[str, str], str],
+    ui_url: str,
+) -> list[dict[str, Any]]:
+    fresh = {a["asset_key"]: a for a in status["assets"]}
+    out = []
+    for s in specs:
+        c, f = coverage[s.key_str], fresh[s.key_str]
+        out.append(
+            {
+                "asset_key": s.key_str,
+                "symbol": s.symbol,
+                "interval": s.interval,
+                "asset_class": s.asset_class,
+                "calendar": s.calendar,
+                "window_first": c.first_expected,
+                "window_last": c.last_expected,
+                "first_session": c.first_session,
+                "last_session": c.last_session,
+                "coverage_pct": c.coverage_pct,
+                "covered_sessions": c.covered_sessions,
+                "expected_sessions": c.expected_sessions,
+                "missing_count": len(c.missing),
+                "partial_count": len(c.partial),
+                "gapped": bool(c.missing or c.partial),
+                "latest_bar_end": f["latest_end"],
+                "lag_minutes": f["lag_minutes"],
+                "threshold_minutes": f["threshold_minutes"],
+                "stale": f["stale"],
+                "no_data": f["no_data"],
+                "freshness_bucket": freshness_bucket(f["lag_minutes"]),
+                "open_incident": f["open_incident"],
+                "last_alert_at": f["last_alert_at"],
+                "last_vendor": vendors.get((s.symbol, s.interval)),
+                "ui_url": f"{ui_url}/assets/{s.key_str}?view=partitions",
+            }
+        )
+    return out
+
+
+def take_snapshot(instance: dg.DagsterInstance, warehouse: Warehouse, universe: Universe, ui_url: str) -> Snapshot:
+    now = datetime.now(UTC)
+    specs = universe.specs
+    coverage = {c.asset_key: c for c in coverage_for(instance, specs, now)}
+    status = status_report(warehouse, specs, now)
+    vendors = last_vendors(warehouse, [(s.symbol, s.interval) for s in specs])
+    return Snapshot(now, specs, coverage, status, _summary_rows(specs, coverage, status, vendors, ui_url))
+
+
+class SnapshotCache:
+    def __init__(self, compute: Callable[[], Snapshot], ttl: float = DEFAULT_TTL_SECONDS) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._value: Snapshot | None = None
+        self._at = 0.0
+
+    def get(self) -> Snapshot:
+        value = self._value
+        if value is not None and time.monotonic() - self._at < self._ttl:
+            return value
+        if value is not None and not self._lock.acquire(blocking=False):
+            return value  # someone is recomputing: the previous picture is at most one TTL older
+        if value is None:
+            self._lock.acquire()
+        try:
+            if self._value is None or time.monotonic() - self._at >= self._ttl:
+                self._value = self._compute()
+                self._at = time.monotonic()
+            return self._value
+        finally:
+            self._lock.release()
