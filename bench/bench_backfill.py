@@ -121,8 +121,8 @@ def _instance(home: Path, kind: str) -> Iterator[dg.DagsterInstance]:
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             yield instance
         return
-    if kind == "consolidated":
-        write_consolidated_instance(home)
+    if kind in ("consolidated", "held"):
+        write_consolidated_instance(home, held=kind == "held")
         with dg.DagsterInstance.from_config(str(home)) as instance:
             yield instance
         return
@@ -205,6 +205,27 @@ def levers(
     return rows
 
 
+SQLITE_STORAGES = [
+    ("sqlite", "Dagster's default: one file per run + an index file, a new engine per event"),
+    ("consolidated", "`ConsolidatedSqliteEventLogStorage`: one file, a new engine per event"),
+    ("held", "consolidated + one engine held per process, synchronous=NORMAL (bench/sqlite_held.py)"),
+]
+
+
+def sqlite_storages(
+    make_defs: Callable[[], dg.Definitions], scratch: Path, plans: list[GroupPlan], workers: int
+) -> list[list[str]]:
+    """The same backfill of ours on each SQLite event log storage, one after the other."""
+    partitions = partitions_of(plans)
+    rows, base = [], 0.0
+    for kind, label in SQLITE_STORAGES:
+        seconds = _run(make_defs, scratch / kind, plans, workers, kind)
+        base = base or seconds
+        rows.append([label, f"{seconds:.1f} s", f"{seconds / partitions * 1000:.0f}", f"{base / seconds:.2f}x"])
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--symbols", help="comma-separated subset (default: the whole default universe)")
@@ -213,11 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequential", action="store_true", help="also run ours in one process, for the speed-up")
     p.add_argument(
         "--instance",
-        choices=("sqlite", "consolidated", "postgres"),
+        choices=("sqlite", "consolidated", "held", "postgres"),
         default="sqlite",
-        help="the Dagster instance's storage (consolidated: SQLite with one event log file)",
+        help="the Dagster instance's storage (consolidated: SQLite with one event log file; held: the same "
+        "holding one connection per process, bench only)",
     )
     p.add_argument("--levers", action="store_true", help="compare Dagster's levers on ours instead")
+    p.add_argument(
+        "--sqlite-storages",
+        action="store_true",
+        help="compare, on ours, the SQLite event log storages (sharded default, consolidated, held) instead",
+    )
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it; DIR/ours is then a DAGSTER_HOME")
     p.add_argument("--smoke", action="store_true")
@@ -245,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
             report(
                 f"Backfill levers ({partitions:,} partitions, ours)",
                 ["case", "wall", "ms/partition", "speed vs baseline"],
+                rows,
+                command,
+            )
+            return 0
+        if args.sqlite_storages:
+            rows = sqlite_storages(ours_defs, Path(tmp), plans, workers)
+            report(
+                f"SQLite event log storages ({partitions:,} partitions, ours, {workers} worker(s))",
+                ["storage", "wall", "ms/partition", "speed vs Dagster's default"],
                 rows,
                 command,
             )

@@ -35,12 +35,21 @@ def write_postgres_instance(home: Path, url: str) -> None:
     )
 
 
-def write_consolidated_instance(home: Path) -> None:
+def write_consolidated_instance(home: Path, held: bool = False) -> None:
     """A ``dagster.yaml`` in ``home``: SQLite, but every run's events in one event log file
-    (Dagster's ``ConsolidatedSqliteEventLogStorage``) instead of one file per run plus an index."""
+    (Dagster's ``ConsolidatedSqliteEventLogStorage``) instead of one file per run plus an index;
+    ``held``: the bench-only subclass that keeps one engine per process (``bench/sqlite_held.py``)."""
+    module, cls = (
+        ("bench.sqlite_held", "HeldSqliteEventLogStorage")
+        if held
+        else (
+            "dagster._core.storage.event_log",
+            "ConsolidatedSqliteEventLogStorage",
+        )
+    )
     (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nevent_log_storage:\n  module: dagster._core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config:\n    base_dir: {home / 'history'}\n"
+        f"telemetry:\n  enabled: false\nevent_log_storage:\n  module: {module}\n"
+        f"  class: {cls}\n  config:\n    base_dir: {home / 'history'}\n"
     )
 
 

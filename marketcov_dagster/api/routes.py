@@ -34,6 +34,10 @@ from marketcov_dagster.lib.windows import BadRangeError
 router = APIRouter(prefix="/api")
 Format = Literal["json", "csv"]
 State = Literal["ok", "stale", "gapped", "no_data"]
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV with format=csv"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown asset"}}
 REMEDIATION_KINDS = (
     "gap",
     "invalid_bars",
@@ -78,7 +82,12 @@ def summary(ctx: ApiContext, f: AssetFilter, state: str | None = None, q: str | 
     }
 
 
-@router.get("/status/summary", response_model=m.Summary, summary="Per-asset coverage, freshness and SLA verdicts")
+@router.get(
+    "/status/summary",
+    response_model=m.Summary,
+    responses=CSV,
+    summary="Per-asset coverage, freshness and SLA verdicts",
+)
 def status_summary(
     request: Request,
     f: AssetFilter = Depends(asset_filter),
@@ -109,7 +118,12 @@ def _coverage_item(c: AssetCoverage, asset_class: str) -> dict[str, Any]:
     }
 
 
-@router.get("/coverage", response_model=m.CoverageList, summary="Coverage per asset, searchable and paginated")
+@router.get(
+    "/coverage",
+    response_model=m.CoverageList,
+    responses=CSV,
+    summary="Coverage per asset, searchable and paginated",
+)
 def coverage(
     request: Request,
     f: AssetFilter = Depends(asset_filter),
@@ -163,7 +177,7 @@ def _spec(ctx: ApiContext, symbol: str, interval: str) -> Any:
     "/coverage/{symbol}/{interval}",
     response_model=m.Readiness,
     summary="Is this range ready? complete, missing, partial and pending sessions",
-    responses={404: {"description": "unknown asset"}},
+    responses=NOT_FOUND,
 )
 def readiness(
     request: Request,
@@ -192,7 +206,7 @@ def readiness(
     "/lineage",
     response_model=m.Page[m.LineageEntry],
     summary="Every write of an asset's sessions: vendor, rows, checksums, run",
-    responses={404: {"description": "unknown asset"}},
+    responses=CSV | NOT_FOUND,
 )
 def lineage(
     request: Request,
@@ -230,7 +244,12 @@ def run(request: Request, run_id: str) -> Any:
     return report
 
 
-@router.get("/remediation", response_model=m.Page[m.RemediationEntry], summary="The remediation log, newest first")
+@router.get(
+    "/remediation",
+    response_model=m.Page[m.RemediationEntry],
+    responses=CSV,
+    summary="The remediation log, newest first",
+)
 def remediation(
     request: Request,
     f: AssetFilter = Depends(asset_filter),

@@ -1,0 +1,238 @@
+"""Every endpoint of a real ``marketcov serve`` process, on SQLite and on PostgreSQL: filters,
+pagination, CSV, 404/422, strict JSON with offsets, and answers that agree with the CLI's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from marketcov_dagster_tests.api.conftest import Served
+from marketcov_dagster_tests.e2e.conftest import marketcov
+from marketcov_dagster_tests.e2e.test_cli_json import naive_timestamps, strict_loads
+
+
+def _csv(served: Served, path: str) -> list[dict[str, str]]:
+    code, body, headers = served.get(path)
+    assert code == 200 and headers["content-type"].startswith("text/csv"), (code, body[:500])
+    assert "attachment" in headers["content-disposition"]
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def test_status_summary_filters_buckets_sla_and_csv(served: Served) -> None:
+    doc = served.json("/api/status/summary")
+    assert naive_timestamps(doc) == []
+    rows = {a["asset_key"]: a for a in doc["assets"]}
+    assert len(rows) == 6
+    aapl = rows["ohlcv/1d/AAPL"]
+    assert aapl["last_session"] == served.sessions[-1].isoformat() and aapl["last_vendor"] == "synthetic"
+    assert aapl["stale"] is False and aapl["freshness_bucket"] == "le_24h"
+    assert aapl["ui_url"].endswith("/assets/ohlcv/1d/AAPL?view=partitions")
+    brk = rows["ohlcv/1d/BRK_2E_B"]
+    assert brk["no_data"] and brk["freshness_bucket"] == "none" and brk["symbol"] == "BRK.B"
+    assert doc["freshness_buckets"]["none"] == doc["no_data"] == 3  # BRK.B 1d and 1m, BTCUSDT 1d
+    assert sum(doc["freshness_buckets"].values()) == 6
+    # three assets have nothing: the lag verdict fails; 3 of 6 assets hold their latest session
+    verdicts = {v["name"]: v for v in doc["sla"]}
+    assert not verdicts["max_lag"]["ok"] and "3 with no data" in verdicts["max_lag"]["actual"]
+    assert verdicts["latest_session_stored"]["actual"].startswith("50.0% (3/6)") and doc["sla_ok"] is False
+
+    only = served.json("/api/status/summary?symbols=AAPL&intervals=1m")
+    assert [a["asset_key"] for a in only["assets"]] == ["ohlcv/1m/AAPL"]
+    assert only["sla_ok"] is True  # judged on the filtered assets
+    assert {a["asset_key"] for a in served.json("/api/status/summary?state=no_data")["assets"]} == {
+        "ohlcv/1d/BRK_2E_B",
+        "ohlcv/1d/BTCUSDT",
+        "ohlcv/1m/BRK_2E_B",
+    }
+    crypto = served.json("/api/status/summary?asset_class=crypto&q=btc")["assets"]
+    assert {a["asset_key"] for a in crypto} == {"ohlcv/1d/BTCUSDT", "ohlcv/1m/BTCUSDT"}
+    table = _csv(served, "/api/status/summary?format=csv&intervals=1d")
+    assert sorted(r["asset_key"] for r in table) == ["ohlcv/1d/AAPL", "ohlcv/1d/BRK_2E_B", "ohlcv/1d/BTCUSDT"]
+    by_key = {r["asset_key"]: r for r in table}
+    assert by_key["ohlcv/1d/AAPL"]["coverage_pct"] == str(rows["ohlcv/1d/AAPL"]["coverage_pct"])
+
+
+def test_coverage_list_search_status_groups_pagination_and_csv(served: Served) -> None:
+    cli = strict_loads(marketcov(["coverage", "--format", "json"], served.env).stdout)
+    by_key = {a["asset_key"]: a for a in cli["assets"]}
+    doc = served.json("/api/coverage?page_size=4")
+    assert doc["total"] == 6 and len(doc["items"]) == 4 and doc["page"] == 1
+    rest = served.json("/api/coverage?page_size=4&page=2")["items"]
+    items = doc["items"] + rest
+    assert len(items) == 6 and len({i["asset_key"] for i in items}) == 6
+    for i in items:  # the same answer as `marketcov coverage`
+        c = by_key[i["asset_key"]]
+        for k in ("covered_sessions", "expected_sessions", "coverage_pct", "missing", "partial", "segments"):
+            assert i[k] == c[k], (i["asset_key"], k)
+    assert {g["asset_class"]: g["assets"] for g in doc["by_asset_class"]} == {"us_equity": 4, "crypto": 2}
+    assert served.json("/api/coverage?page=9")["items"] == []
+    empty = served.json("/api/coverage?status=empty")["items"]
+    assert {i["asset_key"] for i in empty} == {"ohlcv/1d/BRK_2E_B", "ohlcv/1m/BRK_2E_B", "ohlcv/1d/BTCUSDT"}
+    assert [i["asset_key"] for i in served.json("/api/coverage?q=brk_2e&intervals=1m")["items"]] == [
+        "ohlcv/1m/BRK_2E_B"
+    ]
+    rows = _csv(served, "/api/coverage?format=csv&symbols=AAPL")
+    assert [r["asset_key"] for r in rows] == ["ohlcv/1d/AAPL", "ohlcv/1m/AAPL"]
+    assert rows[1]["missing_count"] == str(len(by_key["ohlcv/1m/AAPL"]["missing"])) and "missing" not in rows[1]
+
+
+def test_range_readiness(served: Served) -> None:
+    s = [d.isoformat() for d in served.sessions]
+    ready = served.json(f"/api/coverage/AAPL/1m?start={s[1]}&end={s[-1]}")
+    assert ready["complete"] is True and ready["missing"] == [] and ready["covered_sessions"] == 3
+    assert ready["segments"][0]["start"] == s[1] and ready["segments"][0]["end"] == s[-1]
+    hole = served.json(f"/api/coverage/AAPL/1m?start={s[0]}&end={s[-1]}")
+    assert hole["complete"] is False and hole["missing"] == [s[0]] and hole["expected_sessions"] == 4
+    daily = served.json(f"/api/coverage/AAPL/1d?start={s[0]}&end={s[-1]}")
+    assert daily["complete"] is True
+    # a range reaching into the future is not ready: its sessions are pending
+    later = (served.sessions[-1] + timedelta(days=30)).isoformat()
+    future = served.json(f"/api/coverage/AAPL/1d?start={s[0]}&end={later}")
+    assert future["complete"] is False and future["pending"] and future["missing"] == []
+    # the default range is the window: the same answer as the coverage list
+    window = served.json("/api/coverage/AAPL/1m")
+    listed = served.json("/api/coverage?symbols=AAPL&intervals=1m")["items"][0]
+    assert window["missing"] == listed["missing"] and window["segments"] == listed["segments"]
+    assert served.json("/api/coverage/BRK.B/1d")["complete"] is False
+
+    for path, status, field in (
+        ("/api/coverage/ZZZZ/1d", 404, None),
+        ("/api/coverage/AAPL/5m", 404, None),
+        ("/api/coverage/AAPL/1d?start=20261102", 422, "start"),
+        ("/api/coverage/AAPL/1d?start=2026-W45-1", 422, "start"),
+        ("/api/coverage/AAPL/1d?end=2026-02-30", 422, "end"),
+        (f"/api/coverage/AAPL/1d?start={s[-1]}&end={s[0]}", 422, "start"),
+        ("/api/coverage/AAPL/1d?start=1900-01-01&end=2099-01-01", 422, "start"),
+    ):
+        doc = served.json(path, status)
+        if field:
+            assert doc["detail"][0]["loc"] == ["query", field], (path, doc)
+
+
+def test_lineage_pages_and_csv_match_the_warehouse(served: Served) -> None:
+    doc = served.json("/api/lineage?symbol=AAPL&interval=1d&page_size=2")
+    assert doc["total"] == 4 and [r["session"] for r in doc["items"]] == [d.isoformat() for d in served.sessions[:2]]
+    row = doc["items"][0]
+    assert re.fullmatch(r"[0-9a-f]{64}", row["checksum"]) and row["rows"] == row["expected_rows"] == 1
+    assert row["written_at"].endswith("+00:00") and row["vendor"] == "synthetic"
+    s = served.sessions
+    ranged = served.json(f"/api/lineage?symbol=AAPL&interval=1m&start={s[2].isoformat()}&end={s[3].isoformat()}")
+    assert [r["session"] for r in ranged["items"]] == [s[2].isoformat(), s[3].isoformat()]
+    rows = _csv(served, "/api/lineage?symbol=AAPL&interval=1d&format=csv")
+    assert [r["checksum"] for r in rows][:2] == [r["checksum"] for r in doc["items"]]
+    served.json("/api/lineage?symbol=ZZZZ&interval=1d", 404)
+    assert served.json("/api/lineage?interval=1d", 422)["detail"][0]["loc"] == ["query", "symbol"]
+    assert served.json("/api/lineage?symbol=AAPL&interval=1d&page=0", 422)["detail"][0]["loc"] == ["query", "page"]
+    assert served.json("/api/lineage?symbol=AAPL&interval=1d&page_size=5000", 422)["detail"][0]["loc"] == [
+        "query",
+        "page_size",
+    ]
+
+
+def test_run_report_has_each_partitions_checksum_and_checks(served: Served) -> None:
+    lineage = served.json("/api/lineage?symbol=AAPL&interval=1m")["items"]
+    run_id = lineage[0]["run_id"]
+    doc = served.json(f"/api/runs/{run_id}")
+    assert doc["status"] == "SUCCESS" and doc["ui_url"].endswith(f"/runs/{run_id}")
+    parts = {(p["asset_key"], p["session"]): p for p in doc["partitions"]}
+    for row in lineage:
+        p = parts[("ohlcv/1m/AAPL", row["session"])]
+        assert p["checksum"] == row["checksum"] and p["rows"] == row["rows"]
+        assert p["checks"] == {"bars_are_valid": True, "bar_count_matches_calendar": True, "checksum_matches": True}
+    assert {c["check_name"] for c in doc["check_results"]} >= {"checksum_matches"}
+    assert naive_timestamps(doc) == []
+    served.json("/api/runs/00000000-0000-0000-0000-000000000000", 404)
+
+
+def test_remediation_vendors_incidents_ops_and_health(served: Served) -> None:
+    rem = served.json("/api/remediation?kind=vendor_error")
+    assert rem["total"] == 1 and rem["items"][0]["detail"] == "alpaca: HTTP 503" and rem["items"][0]["session"] is None
+    assert served.json("/api/remediation?kind=gap")["total"] == 0
+    assert served.json("/api/remediation?kind=nonsense", 422)["detail"][0]["loc"] == ["query", "kind"]
+    assert served.json("/api/remediation?since=yesterday", 422)["detail"][0]["loc"] == ["query", "since"]
+    assert _csv(served, "/api/remediation?format=csv")[0]["kind"] == "vendor_error"
+    vendors = {v["vendor"]: v for v in served.json("/api/vendors")}
+    assert vendors["alpaca"]["state"] == "unavailable" and vendors["synthetic"]["state"] == "ok"
+    assert served.json("/api/incidents?state=open") == {"total": 0, "page": 1, "page_size": 100, "items": []}
+    ops = served.json("/api/ops?hours=24")
+    assert ops["runs_by_status"] == {"SUCCESS": 3} and ops["success_rate_30d"] == 1.0 and ops["queue_depth"] == 0
+    assert ops["failed_runs"] == [] and {d["daemon_type"] for d in ops["daemons"]} >= {"SENSOR", "SCHEDULER"}
+    assert served.json("/api/ops?hours=0", 422)["detail"][0]["loc"] == ["query", "hours"]
+    assert served.json("/healthz") == {"ok": True, "warehouse": "ok", "instance": "ok"}
+
+
+def test_bad_filters_are_422_naming_the_field(served: Served) -> None:
+    for path, field in (
+        ("/api/status/summary?symbols=", "symbols"),
+        ("/api/status/summary?symbols=,", "symbols"),
+        ("/api/status/summary?symbols=ZZZZ", "symbols"),
+        ("/api/coverage?intervals=7m", "intervals"),
+        ("/api/coverage?asset_class=bonds", "asset_class"),
+        ("/api/coverage?status=great", "status"),
+        ("/api/status/summary?format=xml", "format"),
+    ):
+        doc = served.json(path, 422)
+        assert doc["detail"][0]["loc"] == ["query", field], (path, doc)
+
+
+def _metric(families: dict[str, Any], metric: str, **labels: str) -> float:
+    for s in families[metric].samples:
+        if all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    raise AssertionError(f"no sample {metric} {labels}")
+
+
+def test_metrics_are_prometheus_text_matching_the_summary(served: Served) -> None:
+    code, body, headers = served.get("/metrics")
+    assert code == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    summary = {a["asset_key"]: a for a in served.json("/api/status/summary")["assets"]}
+    for key, a in summary.items():
+        assert _metric(families, "marketcov_coverage_pct", asset_key=key) == a["coverage_pct"]
+        assert _metric(families, "marketcov_stale", asset_key=key) == float(a["stale"])
+        assert _metric(families, "marketcov_no_data", asset_key=key) == float(a["no_data"])
+    assert (
+        _metric(families, "marketcov_lag_minutes", asset_key="ohlcv/1d/AAPL") == summary["ohlcv/1d/AAPL"]["lag_minutes"]
+    )
+    assert not [s for s in families["marketcov_lag_minutes"].samples if s.labels["symbol"] == "BRK.B"]
+    assert _metric(families, "marketcov_vendor_state", vendor="alpaca", state="unavailable") == 1.0
+    assert _metric(families, "marketcov_vendor_calls", vendor="alpaca") == 1.0
+    assert _metric(families, "marketcov_remediation_entries", kind="vendor_error", interval="1m") == 1.0
+    assert _metric(families, "marketcov_sla_ok", name="max_lag") == 0.0
+    assert _metric(families, "marketcov_open_incidents") == 0.0
+
+
+def test_status_page_reads_without_javascript(served: Served) -> None:
+    code, html, headers = served.get("/")
+    assert code == 200 and headers["content-type"].startswith("text/html")
+    assert "<script" not in html and '<html lang="en">' in html
+    assert "SLA NOT met" in html and "max_lag" in html
+    assert 'href="http://127.0.0.1:3000/assets/ohlcv/1d/AAPL?view=partitions"' in html
+    assert html.count("class='badge no_data'") == 3 and "gapped" in html
+    assert "Vendor health" in html and "alpaca" in html and "No open incident." in html
+    assert "XNYS: the last" in html and "✗" in html and "✓" in html
+    code, filtered, _ = served.get("/?intervals=1m&state=gapped")
+    assert code == 200 and "ohlcv/1m/AAPL" in filtered and "ohlcv/1d/AAPL</a>" not in filtered
+    assert 'href="/api/status/summary?intervals=1m&amp;state=gapped&amp;format=csv"' in filtered
+    assert served.get("/?intervals=9m")[0] == 422
+
+
+def test_every_json_answer_is_strict_with_offsets(served: Served) -> None:
+    run_id = served.json("/api/lineage?symbol=AAPL&interval=1d")["items"][0]["run_id"]
+    for path in (
+        "/api/status/summary",
+        "/api/coverage",
+        "/api/coverage/AAPL/1m",
+        "/api/lineage?symbol=BTCUSDT&interval=1m",
+        f"/api/runs/{run_id}",
+        "/api/remediation",
+        "/api/vendors",
+        "/api/incidents",
+        "/api/ops",
+    ):
+        assert naive_timestamps(served.json(path)) == [], path
