@@ -251,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
 
         api_token(args.host)  # refuse an open bind before touching anything
         _ensure_dagster_home()
+        with _instance():  # created under the lock, never raced by a webserver or daemon starting too
+            pass
         return serve(universe, args.host, args.port)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
@@ -273,6 +275,8 @@ def _ui(args: argparse.Namespace) -> int:
         note = f"the Dagster UI has no login; anyone who reaches {args.host} can use it"
         print(f"marketcov: note: {note}", file=sys.stderr)
     config = Path(args.config) if args.config else config_path()
+    with _instance():  # created under the lock: the webserver and daemon then only open it
+        pass
     return run_ui(Path(os.environ["DAGSTER_HOME"]), config, args.host, args.port, daemon=not args.no_daemon)
 
 

@@ -11,17 +11,17 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from marketcov_dagster.api import models as m
 from marketcov_dagster.api.context import ApiContext
 from marketcov_dagster.api.metrics import metrics_text, registry_for
 from marketcov_dagster.api.page import render
-from marketcov_dagster.api.params import AssetFilter, asset_filter
+from marketcov_dagster.api.params import build_filter
 from marketcov_dagster.api.routes import State, router, summary
 
 log = logging.getLogger("marketcov.api")
@@ -63,17 +63,15 @@ def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
-        f: AssetFilter = Depends(asset_filter),
-        state: State | None = Query(None),
+        intervals: str | None = Query(None),
+        asset_class: str | None = Query(None),
+        state: State | Literal[""] | None = Query(None),
         q: str | None = Query(None, max_length=64),
     ) -> HTMLResponse:
-        chosen = {
-            "q": q or "",
-            "intervals": ",".join(f.intervals or []),
-            "asset_class": ",".join(f.asset_classes or []),
-            "state": state or "",
-        }
-        return HTMLResponse(render(ctx, summary(ctx, f, state, q), chosen))
+        # the page's form sends every field; an empty one is its "all" choice
+        f = build_filter(ctx.universe, None, intervals or None, asset_class or None)
+        chosen = {"q": q or "", "intervals": intervals or "", "asset_class": asset_class or "", "state": state or ""}
+        return HTMLResponse(render(ctx, summary(ctx, f, state or None, q or None), chosen))
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     def metrics() -> Response:

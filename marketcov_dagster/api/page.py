@@ -152,7 +152,7 @@ def render(ctx: ApiContext, summary: dict[str, Any], filters: dict[str, str]) ->
         + _options("state", "state", list(STATE_TEXT), filters.get("state"))
         + "<button type='submit'>Filter</button></form>"
     )
-    export = {k: v for k, v in filters.items() if v and k != "q"} | {"format": "csv"}
+    export = {k: v for k, v in filters.items() if v} | {"format": "csv"}
     buckets = ", ".join(f"{k}: {v}" for k, v in summary["freshness_buckets"].items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -68,7 +68,13 @@ def asset_filter(
     intervals: str | None = Query(None, description="comma-separated intervals, e.g. 1d,1m"),
     asset_class: str | None = Query(None, description="comma-separated asset classes"),
 ) -> AssetFilter:
-    specs = universe_of(request).specs
+    return build_filter(universe_of(request), symbols, intervals, asset_class)
+
+
+def build_filter(
+    universe: Universe, symbols: str | None, intervals: str | None, asset_class: str | None
+) -> AssetFilter:
+    specs = universe.specs
     f = AssetFilter(
         csv_list(symbols, "symbols"), csv_list(intervals, "intervals"), csv_list(asset_class, "asset_class")
     )

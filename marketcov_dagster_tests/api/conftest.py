@@ -108,8 +108,9 @@ def _seed(url: str) -> None:
 
 
 @contextmanager
-def serving(kind: str, home: Path) -> Iterator[Served]:
+def serving(kind: str, home: Path, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
     """A backfilled home on ``kind`` (sqlite or postgres) and ``marketcov serve`` on it."""
+    home.mkdir(parents=True, exist_ok=True)
     write_universe(home)
     with (
         fresh_postgres_database() if kind == "postgres" else _nothing() as wh_url,
@@ -123,6 +124,7 @@ def serving(kind: str, home: Path) -> Iterator[Served]:
         sessions = _backfilled(home, env)
         url = wh_url or f"sqlite:///{home / 'marketcov_warehouse.sqlite'}"
         _seed(url)
+        env.update(extra_env or {})
         proc, base, log = start_server(env, home)
         try:
             yield Served(base, env, home, url, sessions, log)

@@ -80,3 +80,28 @@ def test_no_recipe_exposes_the_ui_beyond_loopback() -> None:
         for line in text.splitlines():
             if "services start" in line or "dagster-webserver" in line or "dagster dev" in line:
                 assert "0.0.0.0" not in line, (path.name, line)
+
+
+def test_every_recipe_runs_the_status_api_beside_the_ui() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker" / "docker-compose.yaml").read_text())
+    api = compose["services"]["api"]
+    assert api["command"][:2] == ["marketcov", "serve"] and "0.0.0.0" in api["command"]
+    # a container must bind beyond its loopback, so the token is required and the port stays local
+    assert api["environment"]["MARKETCOV_API_TOKEN"].startswith("${MARKETCOV_API_TOKEN:?")
+    assert api["environment"]["DAGSTER_PG_URL"] == compose["services"]["webserver"]["environment"]["DAGSTER_PG_URL"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if ": " in line)
+    assert "marketcov serve" in procfile["api"] and "0.0.0.0" not in procfile["api"]
+    services = (ROOT / "scripts" / "services").read_text()
+    assert 'start_one api "$BIN/marketcov" serve --host "$HOST"' in services and "stop_one api" in services
+    deployment, service = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "marketcov-api.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["marketcov", "serve"]
+    assert {"secretRef": {"name": "marketcov-secrets"}} in container["envFrom"]  # MARKETCOV_API_TOKEN
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert (
+        service["spec"]["type"] == "ClusterIP"
+        and service["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    )
+    values = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "values.yaml").read_text())
+    assert {"name": "marketcov-secrets"} in values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]
