@@ -101,17 +101,19 @@ def small_home(tmp: Path) -> Path:
     return home
 
 
-def scale_universe(symbols: int) -> Universe:
+def scale_config(symbols: int) -> dict[str, object]:
+    """``symbols`` equity symbols, 3 years of 1d and 90 days of 1m each."""
     names = [f"S{i:04d}" for i in range(symbols)]
-    return parse_universe(
-        {
-            "intervals": {"1d": {"window_days": 1095}, "1m": {"window_days": 90, "min_completeness": 0.98}},
-            "asset_classes": {
-                "us_equity": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1d", "1m"], "symbols": names}
-            },
+    return {
+        "intervals": {"1d": {"window_days": 1095}, "1m": {"window_days": 90, "min_completeness": 0.98}},
+        "asset_classes": {
+            "us_equity": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1d", "1m"], "symbols": names}
         },
-        "scale",
-    )
+    }
+
+
+def scale_universe(symbols: int) -> Universe:
+    return parse_universe(scale_config(symbols), "scale")
 
 
 def _materializations(spec: AssetSpecification, now: datetime) -> list[EventLogEntry]:

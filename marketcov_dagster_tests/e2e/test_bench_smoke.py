@@ -18,12 +18,13 @@ BENCHES = [
     ["bench_coverage", "--scale", "2", "--calls", "2"],  # the scale point's generator, on PostgreSQL
     ["bench_freshness", "--smoke"],
     ["bench_load", "--smoke"],
+    ["bench_api", "--smoke"],  # locust against a real `marketcov serve`, on PostgreSQL
 ]
 
 
 @pytest.mark.parametrize("bench", BENCHES, ids=" ".join)
 def test_benchmark_runs_small(bench: list[str], tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if "--scale" in bench:
+    if "--scale" in bench or bench[0] == "bench_api":
         request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MARKETCOV_"))}
     env["DAGSTER_HOME"] = str(tmp_path)
