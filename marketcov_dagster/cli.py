@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--since", help="entries logged on or after this day, YYYY-MM-DD (UTC)")
     r.add_argument("--limit", type=int, help="only the latest N entries")
     r.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    bs = _sub(sub, "bars")
+    bs.add_argument("symbol", help="one symbol of the universe, e.g. AAPL")
+    bs.add_argument("--interval", default="1d", help="interval (default 1d)")
+    bs.add_argument("--start", help="first session, YYYY-MM-DD (default: the window's first)")
+    bs.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
+    bs.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    bs.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
+
     u = _sub(sub, "ui")
     u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the UI has no login)")
     u.add_argument("--port", type=_port, default=3000, help="port (default 3000)")
@@ -254,6 +262,14 @@ def _run(args: argparse.Namespace) -> int:
         with _instance():  # created under the lock, never raced by a webserver or daemon starting too
             pass
         return serve(universe, args.host, args.port)
+    if args.command == "bars":
+        from marketcov_dagster.cli_bars import export_bars
+
+        spec = universe.select([args.symbol], [args.interval])  # unknown symbol or interval: one line
+        start = parse_day(args.start, "--start") if args.start is not None else None
+        end = parse_day(args.end, "--end") if args.end is not None else None
+        _ensure_dagster_home()
+        return export_bars(spec[0], start, end, args.format, args.output)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
     start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None

@@ -51,6 +51,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
             "marketcov remediation --kind gap,vendor_error --since 2026-11-01 --format csv > remediation.csv",
         ],
     ),
+    "bars": (
+        "stored bars of one asset for a session range, as CSV, JSON or Parquet",
+        "Streams the bars of one symbol and interval for a session range out of the warehouse (JSON: "
+        "an array of objects with ts in ISO 8601 UTC, open, high, low, close, volume). Reads the "
+        "warehouse and the universe config; with no dates, the asset's whole window.",
+        [
+            "marketcov bars AAPL --interval 1m --start 2026-11-02 --end 2026-11-06 > aapl.csv",
+            "marketcov bars BTCUSDT --interval 1d --format json",
+            "marketcov bars SPY --interval 1m --format parquet --output spy.parquet",
+        ],
+    ),
     "ui": (
         "the Dagster UI and daemon on the same instance as the CLI",
         "Starts the Dagster webserver and daemon (schedules, sensors, run queue, alert emails). Reads the "

@@ -11,6 +11,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.ingest import ingest_sessions
@@ -82,6 +83,7 @@ def build_ohlcv_asset(
         group_name=f"ohlcv_{spec.interval}",
         pool=spec.pool,
         freshness_policy=freshness_policy,
+        io_manager_key=BARS_IO_MANAGER_KEY,  # downstream assets load bars as DataFrames
         description=(
             f"{spec.interval} OHLCV bars of {spec.symbol} ({spec.asset_class}, {spec.calendar}); "
             f"one partition per session, fetched from {' -> '.join(spec.vendors)}."

@@ -14,6 +14,7 @@ import dagster as dg
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import build_ohlcv_asset
 from marketcov_dagster.defs.healing import build_healing_sensor
+from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY, OhlcvBarsIOManager
 from marketcov_dagster.defs.orphans import build_orphan_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
 from marketcov_dagster.defs.report import build_coverage_report
@@ -139,6 +140,7 @@ def build_definitions(
         build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
         report_sensor,
     ]
+    warehouse_res = warehouse or warehouse_resource()
     return dg.Definitions(
         assets=[*assets, report],
         asset_checks=checks,
@@ -146,7 +148,8 @@ def build_definitions(
         sensors=sensors,
         schedules=[*schedules, retention_schedule, report_schedule],
         resources={
-            "warehouse": warehouse or warehouse_resource(),
+            "warehouse": warehouse_res,
+            BARS_IO_MANAGER_KEY: OhlcvBarsIOManager(warehouse=warehouse_res),
             "vendors": vendors or vendors_resource(),
             "email": email or email_resource(),
         },

@@ -1,0 +1,43 @@
+"""``marketcov bars``: stored bars of one asset for a session range, streamed out as CSV, JSON or
+Parquet. Read-only: a warehouse that does not exist yet is not created."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from marketcov_dagster.lib.barsio import iter_bars, session_span_ms, write_csv, write_json, write_parquet
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.universe import AssetSpecification, ConfigError
+from marketcov_dagster.lib.warehouse import existing_or_empty
+from marketcov_dagster.lib.windows import BadRangeError, window_start
+
+
+def export_bars(spec: AssetSpecification, start: date | None, end: date | None, fmt: str, output: str | None) -> int:
+    if fmt == "parquet" and not output:
+        raise ConfigError("--format parquet is binary: give --output FILE")
+    if output is not None and not output.strip():
+        raise ConfigError("--output is empty: give a file name")
+    now = datetime.now(UTC)
+    cal = get_calendar(spec.calendar)
+    lo = start or window_start(cal, spec.window_days, now)
+    hi = end or cal.last_opened_session(now) or lo
+    if lo > hi:
+        raise BadRangeError(f"--start {lo} is after --end {hi}")
+    sessions = cal.sessions(lo, hi)
+    if not sessions:
+        raise BadRangeError(f"no {spec.calendar} session between {lo} and {hi}")
+    wh = existing_or_empty()
+    chunks = iter_bars(wh, spec.symbol, spec.interval, *session_span_ms(cal, sessions))
+    if fmt == "parquet":
+        n = write_parquet(chunks, Path(str(output)))
+    elif output:
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            n = (write_json if fmt == "json" else write_csv)(chunks, f)
+    else:
+        n = (write_json if fmt == "json" else write_csv)(chunks, sys.stdout)
+    if output:
+        print(f"marketcov: {n} bar(s) of {spec.key_str} {sessions[0]}..{sessions[-1]} -> {output}", file=sys.stderr)
+    wh.dispose()
+    return 0

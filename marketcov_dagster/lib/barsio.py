@@ -1,0 +1,114 @@
+"""Reading stored bars out for people and programs: a session range streamed from the warehouse
+in chunks (keyset pagination on the bar time, so memory stays flat however long the range), and
+written as CSV, strict JSON or Parquet. Plain Python; the Dagster input loader and
+``marketcov bars`` both use it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from marketcov_dagster.lib.bars import COLUMNS
+from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.warehouse import Warehouse, bars
+
+CHUNK_ROWS = 50_000
+
+
+def session_span_ms(calendar: TradingCalendar, sessions: Sequence[date]) -> tuple[int, int]:
+    """``[open of the first session, close of the last)``: every bar of those sessions."""
+    return calendar.bounds(sessions[0]).open_ms, calendar.bounds(sessions[-1]).close_ms
+
+
+def iter_bars(
+    wh: Warehouse, symbol: str, interval: str, start_ms: int, end_ms: int, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The bars with ``start_ms <= ts < end_ms``, oldest first, ``chunk_rows`` at a time."""
+    after = start_ms - 1
+    cols = [bars.c[c] for c in COLUMNS]
+    while True:
+        q = (
+            sa.select(*cols)
+            .where(bars.c.symbol == symbol, bars.c.interval == interval, bars.c.ts > after, bars.c.ts < end_ms)
+            .order_by(bars.c.ts)
+            .limit(chunk_rows)
+        )
+        with wh.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return
+        df = pd.DataFrame(rows, columns=list(COLUMNS)).astype({c: "float64" for c in COLUMNS[1:]})
+        df["ts"] = df["ts"].astype("int64")
+        yield df
+        if len(rows) < chunk_rows:
+            return
+        after = int(df["ts"].iloc[-1])
+
+
+def read_sessions(
+    wh: Warehouse, calendar: TradingCalendar, symbol: str, interval: str, sessions: Sequence[date]
+) -> pd.DataFrame:
+    """Every stored bar of ``sessions`` as one frame with a UTC ``ts`` column."""
+    if not sessions:
+        return as_frame(pd.DataFrame(columns=list(COLUMNS)))
+    start, end = session_span_ms(calendar, sorted(sessions))
+    chunks = list(iter_bars(wh, symbol, interval, start, end))
+    return as_frame(pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(COLUMNS)))
+
+
+def as_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``ts`` as a UTC timestamp column, prices and volume as float64."""
+    out = df.astype({c: "float64" for c in COLUMNS[1:]})
+    out["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ms", utc=True)
+    return out.reset_index(drop=True)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
+    n = 0
+    out.write(",".join(COLUMNS) + "\n")
+    for df in chunks:
+        ts = [_iso(int(t)) for t in df["ts"]]
+        frame = df.assign(ts=ts)
+        out.write(frame.to_csv(index=False, header=False))  # repr floats: shortest, exact round trip
+        n += len(df)
+    return n
+
+
+def write_json(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
+    """A JSON array of ``{"ts", "open", "high", "low", "close", "volume"}``, written as it streams."""
+    n = 0
+    out.write("[")
+    for df in chunks:
+        values = {c: df[c].tolist() for c in COLUMNS}
+        for i, ts in enumerate(values["ts"]):
+            record: dict[str, Any] = {"ts": _iso(int(ts))}
+            record.update((c, float(values[c][i])) for c in COLUMNS[1:])
+            out.write(("," if n else "") + "\n" + json.dumps(record, allow_nan=False))
+            n += 1
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
+def write_parquet(chunks: Iterator[pd.DataFrame], path: Path) -> int:
+    """Parquet with ``ts`` as timestamp[ms, UTC]; one row group per chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("ts", pa.timestamp("ms", tz="UTC"))] + [(c, pa.float64()) for c in COLUMNS[1:]])
+    n = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for df in chunks:
+            table = pa.Table.from_pandas(as_frame(df), schema=schema, preserve_index=False)
+            writer.write_table(table)
+            n += len(df)
+    return n
