@@ -24,7 +24,7 @@ class ApiContext:
     ttl: float = DEFAULT_TTL_SECONDS
     # one thread at a time talks to the Dagster instance (and its coverage cache file)
     instance_lock: threading.RLock = field(default_factory=threading.RLock)
-    snapshots: SnapshotCache = field(init=False)
+    snapshots: SnapshotCache[Snapshot] = field(init=False)
 
     def __post_init__(self) -> None:
         self.ui_url = self.ui_url.rstrip("/")

@@ -1,6 +1,8 @@
 """One consistent picture of every asset (coverage, freshness, incidents, last vendor), computed
 at most once per ``ttl`` seconds however many clients ask: one request recomputes while the
-others keep reading the previous picture."""
+others keep reading the previous picture. On a large universe, where one computation takes
+seconds, the picture is kept at least ``COMPUTE_SHARE`` times as long as it took to compute, so
+recomputing never takes more than a fifth of the server's time from the requests."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
 
@@ -21,7 +23,9 @@ from marketcov_dagster.lib.status import status_report
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
 from marketcov_dagster.lib.warehouse import Warehouse
 
+T = TypeVar("T")
 DEFAULT_TTL_SECONDS = 5.0
+COMPUTE_SHARE = 4.0
 
 
 @dataclass(frozen=True)
@@ -85,26 +89,37 @@ def take_snapshot(instance: dg.DagsterInstance, warehouse: Warehouse, universe: 
     return Snapshot(now, specs, coverage, status, _summary_rows(specs, coverage, status, vendors, ui_url))
 
 
-class SnapshotCache:
-    def __init__(self, compute: Callable[[], Snapshot], ttl: float = DEFAULT_TTL_SECONDS) -> None:
+class SnapshotCache(Generic[T]):
+    def __init__(self, compute: Callable[[], T], ttl: float = DEFAULT_TTL_SECONDS) -> None:
         self._compute = compute
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._value: Snapshot | None = None
+        self._value: T | None = None
         self._at = 0.0
+        self._took = 0.0
 
-    def get(self) -> Snapshot:
+    @property
+    def ttl(self) -> float:
+        return max(self._ttl, COMPUTE_SHARE * self._took)
+
+    def _fresh(self) -> bool:
+        return self._value is not None and time.monotonic() - self._at < self.ttl
+
+    def get(self) -> T:
         value = self._value
-        if value is not None and time.monotonic() - self._at < self._ttl:
+        if value is not None and self._fresh():
             return value
         if value is not None and not self._lock.acquire(blocking=False):
             return value  # someone is recomputing: the previous picture is at most one TTL older
         if value is None:
             self._lock.acquire()
         try:
-            if self._value is None or time.monotonic() - self._at >= self._ttl:
+            if not self._fresh():
+                t0 = time.monotonic()
                 self._value = self._compute()
                 self._at = time.monotonic()
+                self._took = self._at - t0
+            assert self._value is not None
             return self._value
         finally:
             self._lock.release()
