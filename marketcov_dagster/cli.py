@@ -140,7 +140,7 @@ def _port(value: str) -> int:
     return n
 
 
-REMEDIATION_KINDS = ("gap", "invalid_bars", "vendor_error", "vendor_fallback", "checksum_mismatch", "outside_sessions")
+from marketcov_dagster.lib.kinds import REMEDIATION_KINDS  # noqa: E402  (a leaf module: --help stays fast)
 
 
 def _warehouse_commands(args: argparse.Namespace, symbols: list[str] | None, specs: list[AssetSpecification]) -> int:

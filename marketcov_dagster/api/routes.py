@@ -27,6 +27,7 @@ from marketcov_dagster.defs.history import rows_for
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage
+from marketcov_dagster.lib.kinds import REMEDIATION_KINDS
 from marketcov_dagster.lib.readiness import bucket_counts, range_readiness, sla_verdicts
 from marketcov_dagster.lib.reads import LINEAGE_FIELDS, lineage_page
 from marketcov_dagster.lib.windows import BadRangeError
@@ -38,14 +39,6 @@ CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV with format=csv"}
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown asset"}}
-REMEDIATION_KINDS = (
-    "gap",
-    "invalid_bars",
-    "vendor_error",
-    "vendor_fallback",
-    "checksum_mismatch",
-    "outside_sessions",
-)
 
 
 def ctx_of(request: Request) -> ApiContext:

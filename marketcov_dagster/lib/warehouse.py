@@ -35,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from marketcov_dagster.lib.bars import COLUMNS
+from marketcov_dagster.lib.kinds import SESSION_STATE_KINDS
 
 WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
 SCHEMA_VERSION = 3
@@ -212,10 +213,6 @@ def default_warehouse_url() -> str:
         return url
     home = Path(os.environ.get("DAGSTER_HOME") or ".")
     return f"sqlite:///{(home / 'marketcov_warehouse.sqlite').resolve()}"
-
-
-SESSION_STATE_KINDS = frozenset({"gap", "vendor_fallback", "invalid_bars", "checksum_mismatch", "outside_sessions"})
-"""Remediation kinds that describe a session's state (logged once per state, not per finding)."""
 
 
 class WarehouseError(RuntimeError):

@@ -16,7 +16,7 @@ import pytest
 
 from marketcov_dagster_tests.api.conftest import serving
 from marketcov_dagster_tests.e2e.conftest import free_port, wait_until
-from marketcov_dagster_tests.e2e.test_browser import CHROMEDRIVER, CHROMIUM, SCREENSHOTS, _browser_missing
+from marketcov_dagster_tests.e2e.test_browser import SCREENSHOTS, chromium
 
 
 @pytest.fixture
@@ -28,22 +28,7 @@ def downloads(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def chrome(downloads: Path) -> Iterator[object]:
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1400"):
-        options.add_argument(arg)
-    options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
-    )
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
+    driver = chromium(downloads)
     yield driver
     driver.quit()
 

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,8 +40,8 @@ def _browser_missing() -> str | None:
     return reason
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+def chromium(downloads: Path | None = None) -> Any:
+    """A headless Chromium driven by Selenium; skips (or fails, in CI) without a browser."""
     reason = _browser_missing()
     if reason:
         pytest.skip(reason)
@@ -52,8 +53,18 @@ def browser() -> Iterator[object]:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1200"):
         options.add_argument(arg)
+    if downloads is not None:
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    driver = chromium()
     yield driver
     driver.quit()
 
