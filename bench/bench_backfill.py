@@ -48,7 +48,7 @@ from marketcov_dagster.defs.backfill import (
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
 from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe
-from marketcov_dagster.lib.verify import CHECK_NAMES
+from marketcov_dagster.lib.verify import CHECK_NAMES, DAILY_MATCHES_MINUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 META: dict[str, object] = {
@@ -69,8 +69,10 @@ CHECK_META: dict[str, dg.MetadataValue] = {"rows": dg.MetadataValue.int(390), "e
 
 
 def _null_asset(
-    spec: AssetSpecification, pdef: dg.PartitionsDefinition
+    spec: AssetSpecification, pdef: dg.PartitionsDefinition, names: tuple[str, ...] = CHECK_NAMES
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """Emits the events ours does: with ``names`` its check evaluations (daily assets with minute
+    bars have the cross-interval check too)."""
     key = dg.AssetKey(list(spec.key_path))
 
     @dg.asset(key=key, partitions_def=pdef, backfill_policy=dg.BackfillPolicy.single_run(), pool=spec.pool)
@@ -79,19 +81,19 @@ def _null_asset(
             context.add_asset_metadata(META, partition_key=k)
         return dg.MaterializeResult()
 
-    specs = [dg.AssetCheckSpec(name, asset=key, partitions_def=pdef) for name in CHECK_NAMES]
+    specs = [dg.AssetCheckSpec(name, asset=key, partitions_def=pdef) for name in names]
 
     @dg.multi_asset_check(specs=specs, name=f"{key.to_python_identifier()}_checks")
     def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         keys = list(context.partition_keys)
         for k in keys:
-            for name in CHECK_NAMES:
+            for name in names:
                 context.op_execution_context.log_event(
                     dg.AssetCheckEvaluation(  # type: ignore[arg-type]
                         asset_key=key, check_name=name, passed=True, partition=k, description="ok", metadata=CHECK_META
                     )
                 )
-        for name in CHECK_NAMES:
+        for name in names:
             yield dg.AssetCheckResult(asset_key=key, check_name=name, passed=True, metadata={"partitions": len(keys)})
 
     return _asset, _checks
@@ -106,7 +108,15 @@ def null_definitions(universe: Universe, now: datetime) -> dg.Definitions:
     jobs = []
     for (calendar, interval), specs in groups.items():
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
-        built = [_null_asset(s, pdef) for s in specs]
+        minutes = {s.symbol for s in universe.specs if s.interval == "1m"}
+        built = [
+            _null_asset(
+                s,
+                pdef,
+                (*CHECK_NAMES, DAILY_MATCHES_MINUTES) if s.interval == "1d" and s.symbol in minutes else CHECK_NAMES,
+            )
+            for s in specs
+        ]
         assets += [a for a, _ in built]
         checks += [c for _, c in built]
         jobs.append(dg.define_asset_job(group_job_name(calendar, interval), selection=[a for a, _ in built]))

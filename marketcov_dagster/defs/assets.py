@@ -14,13 +14,15 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.crosscheck import daily_vs_minutes
 from marketcov_dagster.lib.ingest import ingest_sessions
-from marketcov_dagster.lib.universe import AssetSpecification, VendorSettings
+from marketcov_dagster.lib.universe import AssetSpecification, CrossIntervalSettings, VendorSettings
 from marketcov_dagster.lib.verify import (
     BAR_COUNT_MATCHES_CALENDAR,
     BARS_ARE_VALID,
     CHECK_NAMES,
     CHECKSUM_MATCHES,
+    DAILY_MATCHES_MINUTES,
     log_check_findings,
     verify_partitions,
 )
@@ -30,6 +32,8 @@ CHECK_DESCRIPTIONS = {
     BAR_COUNT_MATCHES_CALENDAR: "Bar count matches the exchange calendar (holidays, early closes, DST); "
     "minute bars need at least min_completeness of the expected count.",
     CHECKSUM_MATCHES: "SHA-256 of the warehouse bars equals the checksum recorded when the partition was written.",
+    DAILY_MATCHES_MINUTES: "The daily bar agrees with the session's minute bars: high >= every minute high, "
+    "low <= every minute low, open, close and volume within the configured tolerances.",
 }
 
 
@@ -72,7 +76,10 @@ def build_ohlcv_asset(
     partitions_def: dg.PartitionsDefinition,
     vendor_settings: Mapping[str, VendorSettings],
     freshness_policy: dg.FreshnessPolicy | None = None,
+    cross: CrossIntervalSettings | None = None,
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """The asset and its per-partition checks; ``cross``: a daily asset whose symbol also has
+    minute bars gets the cross-interval check too."""
     key = dg.AssetKey(list(spec.key_path))
     cal = get_calendar(spec.calendar)
 
@@ -129,9 +136,10 @@ def build_ohlcv_asset(
         )
         return dg.MaterializeResult()
 
+    check_names = (*CHECK_NAMES, DAILY_MATCHES_MINUTES) if cross is not None else CHECK_NAMES
     check_specs = [
         dg.AssetCheckSpec(name, asset=key, partitions_def=partitions_def, description=CHECK_DESCRIPTIONS[name])
-        for name in CHECK_NAMES
+        for name in check_names
     ]
 
     # can_subset: a partition never written yields no result (nothing to check), not a failure
@@ -147,6 +155,9 @@ def build_ohlcv_asset(
             sessions=_sessions(keys),
             min_completeness=spec.min_completeness,
         )
+        if cross is not None:
+            for k, extra in daily_vs_minutes(wh, cal, spec.symbol, _sessions(list(outcomes)), cross).items():
+                outcomes[k].append(extra)
         log_check_findings(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
         unwritten = [k for k in keys if k not in outcomes]
         if unwritten:
@@ -185,12 +196,13 @@ def build_ohlcv_asset(
                         target_materialization_data=targets.get(k),
                     )
                 )
-        for i, name in enumerate(CHECK_NAMES):
+        for i, name in enumerate(check_names):
             failed = [k for k, per_check in outcomes.items() if not per_check[i].passed]
             yield dg.AssetCheckResult(
                 asset_key=key,
                 check_name=name,
                 passed=not failed,
+                severity=dg.AssetCheckSeverity(next(iter(outcomes.values()))[i].severity),
                 description=f"{len(outcomes) - len(failed)}/{len(outcomes)} written partitions passed"
                 + (f"; {len(unwritten)} not materialized" if unwritten else ""),
                 metadata={

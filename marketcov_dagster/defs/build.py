@@ -101,6 +101,7 @@ def build_definitions(
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
+    minutes = {s.symbol for s in universe.specs if s.interval == "1m"}  # daily bars checked against these
     for (calendar, interval), specs in sorted(groups.items()):
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
         group_assets = []
@@ -108,7 +109,8 @@ def build_definitions(
         fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
         policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
         for spec in specs:
-            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy)
+            cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
+            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy, cross)
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)

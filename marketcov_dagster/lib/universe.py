@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -211,6 +211,17 @@ class AlertingSettings(BaseModel):
     failure_interval_seconds: int = Field(default=60, ge=5, description="Seconds between failure-alert ticks.")
 
 
+class CrossIntervalSettings(BaseModel):
+    """The check that each daily bar agrees with its session's minute bars (for symbols that
+    have both intervals)."""
+
+    model_config = STRICT
+
+    severity: Literal["WARN", "ERROR"] = Field(default="WARN", description="WARN: shown, not failing the run.")
+    open_close_tolerance_bps: float = Field(default=25.0, ge=0, description="Open/close vs the minutes, in bps.")
+    volume_tolerance_pct: float = Field(default=10.0, ge=0, description="Volume vs the minutes' sum, in %.")
+
+
 class SlaSettings(BaseModel):
     """Service levels the status API and page judge (verdicts shown in a banner, not alerts)."""
 
@@ -231,6 +242,7 @@ class UniverseConfig(BaseModel):
     healing: HealingSettings = Field(default_factory=HealingSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    daily_vs_minutes: CrossIntervalSettings = Field(default_factory=CrossIntervalSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ BARS_ARE_VALID = "bars_are_valid"
 BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
 CHECKSUM_MATCHES = "checksum_matches"
 CHECK_NAMES = (BARS_ARE_VALID, BAR_COUNT_MATCHES_CALENDAR, CHECKSUM_MATCHES)
+DAILY_MATCHES_MINUTES = "daily_matches_minutes"  # daily assets whose symbol has minute bars too (crosscheck)
 OUTSIDE_SESSIONS = "outside_sessions"  # metadata key and remediation kind
 
 
@@ -206,7 +207,7 @@ def _outcomes(
 def log_check_findings(
     warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
 ) -> None:
-    """Record every failed ``checksum_matches`` and every bar outside the sessions in the
+    """Record every failed ``checksum_matches`` and ``daily_matches_minutes`` and every bar outside the sessions in the
     remediation log (the same finding again adds nothing: see ``Warehouse.log_remediation``)."""
     entries = []
     for session, per_check in outcomes.items():
@@ -215,6 +216,8 @@ def log_check_findings(
                 kind = "checksum_mismatch"
             elif o.name == BARS_ARE_VALID and o.metadata.get(OUTSIDE_SESSIONS):
                 kind = OUTSIDE_SESSIONS
+            elif o.name == DAILY_MATCHES_MINUTES and not o.passed:
+                kind = "interval_mismatch"
             else:
                 continue
             entries.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 import numpy as np
@@ -85,22 +85,63 @@ class SyntheticVendor(Vendor):
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         day_lo = datetime.fromtimestamp(start_ms / 1000, cal.tz).date()
         day_hi = datetime.fromtimestamp((end_ms - 1) / 1000, cal.tz).date()
+        seed = _seed(symbol)
+        base = 20.0 + float(seed % np.uint64(480))
+        if interval == "1d":
+            return self._daily(cal, seed, base, day_lo, day_hi, start_ms, end_ms, now_ms)
         starts = []
         for day in cal.sessions(day_lo, day_hi):
-            b = cal.bounds(day)
-            s = b.bar_starts(interval)
-            bar_end = np.full(len(s), b.close_ms, dtype=np.int64) if interval == "1d" else s + MINUTE_MS
-            starts.append(s[(s >= start_ms) & (s < end_ms) & (bar_end <= now_ms)])
+            s = cal.bounds(day).bar_starts(interval)
+            starts.append(s[(s >= start_ms) & (s < end_ms) & (s + MINUTE_MS <= now_ms)])
         ts = np.concatenate(starts) if starts else np.array([], dtype=np.int64)
         if len(ts) == 0:
             return empty_frame()
-        seed = _seed(symbol)
-        base = 20.0 + float(seed % np.uint64(480))
-        step = _DAY_MS if interval == "1d" else MINUTE_MS
+        o, h, lo, c, v = self._minutes(seed, base, ts)
+        return canonical(pd.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c, "volume": v}))
+
+    def _minutes(self, seed: np.uint64, base: float, ts: np.ndarray) -> tuple[np.ndarray, ...]:
         o = np.round(self._price(seed, base, ts), 2)
-        c = np.round(self._price(seed, base, ts + step) * (1 + 0.002 * (_unit(seed, ts, 1) - 0.5)), 2)
+        c = np.round(self._price(seed, base, ts + MINUTE_MS) * (1 + 0.002 * (_unit(seed, ts, 1) - 0.5)), 2)
         h = np.round(np.maximum(o, c) * (1 + 0.003 * _unit(seed, ts, 2)), 2)
         lo = np.round(np.minimum(o, c) * (1 - 0.003 * _unit(seed, ts, 3)), 2)
-        scale = 5e6 if interval == "1d" else 2e4
-        v = np.floor(scale * (0.2 + _unit(seed, ts, 4)))
-        return canonical(pd.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c, "volume": v}))
+        v = np.floor(2e4 * (0.2 + _unit(seed, ts, 4)))
+        return o, h, lo, c, v
+
+    def _daily(
+        self,
+        cal: TradingCalendar,
+        seed: np.uint64,
+        base: float,
+        day_lo: date,
+        day_hi: date,
+        start_ms: int,
+        end_ms: int,
+        now_ms: int,
+    ) -> pd.DataFrame:
+        """Each closed session's daily bar, aggregated from its own minute bars: open = first
+        open, high = max, low = min, close = last close, volume = sum. So the embedded vendor is
+        consistent across intervals by construction."""
+        bounds = [
+            b
+            for b in (cal.bounds(d) for d in cal.sessions(day_lo, day_hi))
+            if start_ms <= b.open_ms < end_ms and b.close_ms <= now_ms
+        ]
+        if not bounds:
+            return empty_frame()
+        minutes = [b.bar_starts("1m") for b in bounds]
+        ts = np.concatenate(minutes)
+        first = np.cumsum([0] + [len(m) for m in minutes[:-1]])
+        last = first + np.array([len(m) for m in minutes]) - 1
+        o, h, lo, c, v = self._minutes(seed, base, ts)
+        return canonical(
+            pd.DataFrame(
+                {
+                    "ts": np.array([b.open_ms for b in bounds], dtype=np.int64),
+                    "open": o[first],
+                    "high": np.maximum.reduceat(h, first),
+                    "low": np.minimum.reduceat(lo, first),
+                    "close": c[last],
+                    "volume": np.add.reduceat(v, first),
+                }
+            )
+        )
