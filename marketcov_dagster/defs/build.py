@@ -17,6 +17,7 @@ from marketcov_dagster.defs.healing import build_healing_sensor
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY, OhlcvBarsIOManager
 from marketcov_dagster.defs.orphans import build_orphan_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
+from marketcov_dagster.defs.reconcile import build_reconcile_job
 from marketcov_dagster.defs.report import build_coverage_report
 from marketcov_dagster.defs.resources import EmailResource, VendorsResource, WarehouseResource
 from marketcov_dagster.defs.retention import build_retention_job
@@ -134,6 +135,9 @@ def build_definitions(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )
     report, report_job, report_schedule, report_sensor = build_coverage_report(universe.specs, clock)
+    reconcile_job, reconcile_schedule = build_reconcile_job(
+        universe.specs, universe.config.vendors, universe.config.reconciliation, clock
+    )
     group_jobs = [j for j in jobs if not j.name.endswith("_verify_job")]
     sensors = [
         build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
@@ -146,9 +150,9 @@ def build_definitions(
     return dg.Definitions(
         assets=[*assets, report],
         asset_checks=checks,
-        jobs=[*jobs, retention_job, report_job],
+        jobs=[*jobs, retention_job, report_job, reconcile_job],
         sensors=sensors,
-        schedules=[*schedules, retention_schedule, report_schedule],
+        schedules=[*schedules, retention_schedule, report_schedule, reconcile_schedule],
         resources={
             "warehouse": warehouse_res,
             BARS_IO_MANAGER_KEY: OhlcvBarsIOManager(warehouse=warehouse_res),

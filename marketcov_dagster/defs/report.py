@@ -9,7 +9,7 @@ No ``from __future__ import annotations`` here: Dagster inspects the context ann
 import base64
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +19,14 @@ from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.coverage import report as coverage_summary
 from marketcov_dagster.lib.freshness import freshness_now
-from marketcov_dagster.lib.report import heatmap, heatmap_png, markdown_table, write_report
+from marketcov_dagster.lib.report import (
+    CROSS_CHECK_KINDS,
+    findings_table,
+    heatmap,
+    heatmap_png,
+    markdown_table,
+    write_report,
+)
 from marketcov_dagster.lib.universe import AssetSpecification
 
 REPORT_KEY = dg.AssetKey("coverage_report")
@@ -51,6 +58,7 @@ def build_coverage_report(
         files = write_report(report_dir(context.instance), assets, lags, png, now)
         summary = coverage_summary(assets, now)["summary"]
         assert isinstance(summary, dict)
+        findings = warehouse.get().remediation(kinds=list(CROSS_CHECK_KINDS), since=now - timedelta(days=30))
         return dg.MaterializeResult(
             metadata={
                 "coverage": dg.MetadataValue.md(markdown_table(assets, lags)),
@@ -63,6 +71,10 @@ def build_coverage_report(
                 "missing_sessions": int(summary["missing_sessions"]),
                 "partial_sessions": int(summary["partial_sessions"]),
                 "stale_assets": sum(1 for f in lags.values() if f.stale),
+                "cross_checks": dg.MetadataValue.md(
+                    "Last 30 days of reconciliation and daily-vs-minute findings (`marketcov remediation`).\n\n"
+                    + findings_table(findings.to_dict("records"))
+                ),
                 "html": dg.MetadataValue.path(str(files.html)),
                 "csv": dg.MetadataValue.path(str(files.csv)),
             }

@@ -9,9 +9,20 @@ REMEDIATION_KINDS = (
     "checksum_mismatch",
     "outside_sessions",
     "interval_mismatch",
+    "vendor_divergence",
+    "revised",
 )
 
 SESSION_STATE_KINDS = frozenset(
-    {"gap", "vendor_fallback", "invalid_bars", "checksum_mismatch", "outside_sessions", "interval_mismatch"}
+    {
+        "gap",
+        "vendor_fallback",
+        "invalid_bars",
+        "checksum_mismatch",
+        "outside_sessions",
+        "interval_mismatch",
+        "vendor_divergence",
+        "revised",
+    }
 )
 """Remediation kinds that describe a session's state (logged once per state, not per finding)."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -104,6 +105,25 @@ def markdown_table(assets: Sequence[AssetCoverage], lags: Mapping[str, Freshness
             f"{len(a.segments)} | {len(a.missing)} | {len(a.partial)} | {a.expired_sessions} | "
             f"{a.last_session or '-'} | {lag} |"
         )
+    return "\n".join(lines)
+
+
+CROSS_CHECK_KINDS = ("vendor_divergence", "revised", "interval_mismatch")
+
+
+def findings_table(entries: Sequence[Mapping[Any, Any]]) -> str:
+    """Cross-checks' findings (reconciliation and daily vs minutes) per asset and kind: count,
+    latest session and what it said. ``entries`` oldest first, as the remediation log lists them."""
+    latest: dict[tuple[str, str, str], tuple[int, Mapping[Any, Any]]] = {}
+    for e in entries:
+        k = (str(e["symbol"]), str(e["interval"]), str(e["kind"]))
+        latest[k] = (latest.get(k, (0, e))[0] + 1, e)
+    if not latest:
+        return "No vendor divergence, revision or daily/minute mismatch logged."
+    lines = ["| asset | finding | count | latest session | detail |", "|---|---|---:|---|---|"]
+    for (symbol, interval, kind), (n, e) in sorted(latest.items()):
+        detail = str(e["detail"]).replace("|", "/")[:160]
+        lines.append(f"| {symbol} {interval} | {kind} | {n} | {e.get('session') or '-'} | {detail} |")
     return "\n".join(lines)
 
 

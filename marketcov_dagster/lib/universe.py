@@ -222,6 +222,17 @@ class CrossIntervalSettings(BaseModel):
     volume_tolerance_pct: float = Field(default=10.0, ge=0, description="Volume vs the minutes' sum, in %.")
 
 
+class ReconciliationSettings(BaseModel):
+    """The opt-in cross-vendor reconciliation job (its schedule is off until started in the UI)."""
+
+    model_config = STRICT
+
+    sample_sessions: int = Field(default=5, ge=1, le=500, description="Stored sessions re-fetched per asset.")
+    price_tolerance_bps: float = Field(default=10.0, ge=0, description="OHLC apart by more is a divergence.")
+    volume_tolerance_pct: float = Field(default=5.0, ge=0, description="Volume apart by more is a divergence.")
+    cron: str = Field(default="0 6 * * *", description="When the schedule runs (UTC), once started.")
+
+
 class SlaSettings(BaseModel):
     """Service levels the status API and page judge (verdicts shown in a banner, not alerts)."""
 
@@ -243,6 +254,7 @@ class UniverseConfig(BaseModel):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     daily_vs_minutes: CrossIntervalSettings = Field(default_factory=CrossIntervalSettings)
+    reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
 
     @model_validator(mode="before")
     @classmethod
