@@ -1,0 +1,176 @@
+"""The warehouse tables (SQLAlchemy 2 Core), their schema version and migrations.
+
+Tables (schema version 3):
+
+* ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
+* ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
+  checksum, first/last bar, time, and the previous checksum when a rewrite changed the data).
+* ``remediation_log``: gaps, invalid bars, checksum mismatches and vendor errors.
+* ``vendor_status``: each vendor's health from its most recent real calls (v2).
+* ``vendor_limits``: each vendor's shared token bucket and Retry-After/ban block, so every process
+  and run calling one vendor respects one rate (v2).
+* ``incidents``: freshness incidents, at most one open per asset, with when each was emailed (v3).
+* ``outbox``: every alert email, deduplicated by key, kept pending until SMTP accepts it (v3).
+* ``schema_version``: the applied schema version; migrations run on start.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 3
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back with its offset: SQLite keeps no zone, so
+    without this a read there is naive while the same read on PostgreSQL is aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} written to the warehouse; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", UtcDateTime(), nullable=False),
+)
+
+bars = sa.Table(
+    "bars",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("open", sa.Float(precision=53), nullable=False),
+    sa.Column("high", sa.Float(precision=53), nullable=False),
+    sa.Column("low", sa.Float(precision=53), nullable=False),
+    sa.Column("close", sa.Float(precision=53), nullable=False),
+    sa.Column("volume", sa.Float(precision=53), nullable=False),
+)
+
+partition_lineage = sa.Table(
+    "partition_lineage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("session", sa.String(10), nullable=False),
+    sa.Column("vendor", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("expected_rows", sa.Integer, nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("previous_checksum", sa.String(64)),
+    sa.Column("first_bar", sa.BigInteger),
+    sa.Column("last_bar", sa.BigInteger),
+    sa.Column("written_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_lineage_partition", "symbol", "interval", "session", "id"),
+)
+
+remediation_log = sa.Table(
+    "remediation_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("session", sa.String(10)),
+    sa.Column("vendor", sa.String(32)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_remediation_asset", "symbol", "interval", "session"),
+)
+
+
+vendor_status = sa.Table(
+    "vendor_status",
+    metadata,
+    sa.Column("vendor", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("since", UtcDateTime(), nullable=False),
+    sa.Column("last_call_at", UtcDateTime(), nullable=False),
+    sa.Column("last_ok_at", UtcDateTime()),
+    sa.Column("last_failure_at", UtcDateTime()),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("rate_limited", sa.Integer, nullable=False),
+)
+
+vendor_limits = sa.Table(
+    "vendor_limits",
+    metadata,
+    sa.Column("vendor", sa.String(32), primary_key=True),
+    sa.Column("tokens", sa.Float(precision=53), nullable=False),
+    sa.Column("updated_at", sa.Float(precision=53), nullable=False),
+    sa.Column("blocked_until", sa.Float(precision=53), nullable=False),
+    sa.Column("blocked_reason", sa.Text, nullable=False),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("asset_key", sa.String(80), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("lag_minutes", sa.Float(precision=53)),
+    sa.Column("max_lag_minutes", sa.Float(precision=53)),
+    sa.Column("last_lag_minutes", sa.Float(precision=53)),
+    sa.Column("last_checked_at", UtcDateTime(), nullable=False),
+    sa.Column("alert_sent_at", UtcDateTime()),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("recovery_sent_at", UtcDateTime()),
+    # at most one open incident per asset, whoever evaluates it and however often
+    sa.Index(
+        "ux_incidents_open",
+        "asset_key",
+        unique=True,
+        sqlite_where=sa.text("resolved_at IS NULL"),
+        postgresql_where=sa.text("resolved_at IS NULL"),
+    ),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedup_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime()),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_until", sa.Float(precision=53), nullable=False),
+    sa.Index("ix_outbox_pending", "sent_at", "id"),
+)
+
+# schema version -> tables it adds; ensure_schema applies the missing ones in order
+MIGRATIONS: dict[int, list[sa.Table]] = {
+    1: [bars, partition_lineage, remediation_log],
+    2: [vendor_status, vendor_limits],
+    3: [incidents, outbox],
+}
