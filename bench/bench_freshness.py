@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         with dg.instance_for_test(temp_dir=str(Path(tmp) / "home")) as instance:
 
             def tick() -> None:
-                ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=dict(defs.resources or {}))
-                sensor.evaluate_tick(ctx)
+                resources = dict(defs.resources or {})
+                with dg.build_sensor_context(instance=instance, definitions=defs, resources=resources) as ctx:
+                    sensor.evaluate_tick(ctx)
 
             first, _ = timed(tick)
             opened = len(list_incidents(wh, open_only=True))

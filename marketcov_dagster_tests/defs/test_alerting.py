@@ -75,10 +75,11 @@ def tick(defs: dg.Definitions, home: Path, name: str, cursor: str | None = None)
     """One evaluation as the daemon does it, on a freshly opened instance (a restart each time)."""
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         sensor = defs.get_repository_def().get_sensor_def(name)
-        ctx = dg.build_sensor_context(
+        # a context manager: the resources include an IO manager, which Dagster opens and closes
+        with dg.build_sensor_context(
             instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
-        )
-        return sensor.evaluate_tick(ctx)
+        ) as ctx:
+            return sensor.evaluate_tick(ctx)
 
 
 def test_freshness_sensor_mails_once_per_incident_across_restarts_and_an_smtp_outage(setup, smtp_server) -> None:  # type: ignore[no-untyped-def]

@@ -56,7 +56,10 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_24_7_1m_schedule": ("5-59/15 * * * *", "UTC"),
         "retention_schedule": ("15 2 * * *", "UTC"),
         "coverage_report_schedule": ("7 * * * *", "UTC"),
+        "reconcile_schedule": ("0 6 * * *", "UTC"),  # opt-in: stopped until started
     }
+    stopped = {s.name for s in defs.schedules if s.default_status == dg.DefaultScheduleStatus.STOPPED}  # type: ignore[union-attr]
+    assert stopped == {"reconcile_schedule"}
     # one run per group per tick: each schedule targets its group's job, every symbol inside it
     assert {s.job_name for s in defs.schedules} == {  # type: ignore[union-attr]
         "ohlcv_xnys_1d_job",
@@ -65,6 +68,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "ohlcv_24_7_1m_job",
         "retention_job",
         "coverage_report_job",
+        "reconcile_job",
     }
 
 
