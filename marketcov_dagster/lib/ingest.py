@@ -18,7 +18,7 @@ from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
 from marketcov_dagster.lib.vendors.base import Vendor, VendorError
-from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
+from marketcov_dagster.lib.warehouse import LineageRow, PartitionWrite, Warehouse
 
 
 class SessionNotStartedError(ValueError):
@@ -108,17 +108,77 @@ def ingest_sessions(
         raise SessionNotStartedError(
             f"{symbol} {interval}: session(s) {future} have not opened yet; nothing was fetched"
         )
-    # a refresh of today's still-open minute session fetches only the bars after those stored
-    stored: pd.DataFrame | None = None
-    fetch_from_ms = 0
-    if interval != "1d" and len(bounds) == 1 and bounds[0].close_ms > now_ms:
-        stored = warehouse.read_bars(symbol, interval, *calendar.partition_window_ms(bounds[0].session))
-        stored = stored[session_mask(stored["ts"].to_numpy(dtype=np.int64), bounds, interval)]
-        if len(stored):
-            fetch_from_ms = int(stored["ts"].iloc[-1]) + MINUTE_MS
-    entry = {"symbol": symbol, "interval": interval, "run_id": run_id}
+    job = _Job(
+        symbol,
+        interval,
+        calendar,
+        bounds,
+        min_completeness,
+        now_ms,
+        {"symbol": symbol, "interval": interval, "run_id": run_id},
+    )
+    job.load_stored_tail(warehouse)
+    fetched = _fetch_through_chain(job, vendors, warehouse, log)
+    if not fetched.answered:
+        warehouse.log_remediation(fetched.remediation)
+        raise VendorError("all vendors", f"{symbol} {interval}: every vendor failed: {fetched.errors}")
+    existing = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in fetched.short])
+    writes, results = _decide_writes(job, fetched, vendors[0].name, existing)
+    if writes:
+        warehouse.write_partitions(writes, run_id, fetched.remediation)
+    else:
+        warehouse.log_remediation(fetched.remediation)
+    return results
+
+
+@dataclass
+class _Job:
+    """One ingest: the sessions of one (symbol, interval) and what each should hold by now."""
+
+    symbol: str
+    interval: Interval
+    calendar: TradingCalendar
+    bounds: list[SessionBounds]
+    min_completeness: float
+    now_ms: int
+    entry: dict[str, object]  # the fields every remediation entry of this run shares
+    stored: pd.DataFrame | None = None  # an open minute session's bars already stored
+    fetch_from_ms: int = 0  # > 0: a refresh fetching only bars after the stored ones
+
+    @property
+    def expected(self) -> dict[date, int]:
+        return {b.session: expected_as_of(b, self.interval, self.now_ms) for b in self.bounds}
+
+    def load_stored_tail(self, warehouse: Warehouse) -> None:
+        """A refresh of today's still-open minute session fetches only the bars after those stored."""
+        b = self.bounds
+        if self.interval == "1d" or len(b) != 1 or b[0].close_ms <= self.now_ms:
+            return
+        stored = warehouse.read_bars(self.symbol, self.interval, *self.calendar.partition_window_ms(b[0].session))
+        self.stored = stored[session_mask(stored["ts"].to_numpy(dtype=np.int64), b, self.interval)]
+        if len(self.stored):
+            self.fetch_from_ms = int(self.stored["ts"].iloc[-1]) + MINUTE_MS
+
+
+@dataclass
+class _Fetched:
+    """The best answer per session across the chain, and what was logged on the way."""
+
+    best: dict[date, _Candidate]
+    short: list[date]  # sessions no vendor filled to min_completeness
+    remediation: list[dict[str, object]]
+    errors: list[str]
+    answered: bool
+
+
+def _fetch_through_chain(
+    job: _Job, vendors: Sequence[Vendor], warehouse: Warehouse, log: Callable[[str], None] | None
+) -> _Fetched:
+    """Ask each vendor in turn for the sessions still short, keeping each session's best answer."""
+    symbol, interval, bounds, entry = job.symbol, job.interval, job.bounds, job.entry
+    stored, fetch_from_ms, min_completeness = job.stored, job.fetch_from_ms, job.min_completeness
+    expected = job.expected
     remediation: list[dict[str, object]] = []
-    expected = {b.session: expected_as_of(b, interval, now_ms) for b in bounds}
     remaining = {b.session: b for b in bounds}
     best: dict[date, _Candidate] = {}
     errors: list[str] = []
@@ -196,13 +256,19 @@ def ingest_sessions(
                 del remaining[b.session]
             elif b.session not in best or len(part) > len(best[b.session].bars):
                 best[b.session] = cand
-    if not answered:
-        warehouse.log_remediation(remediation)
-        raise VendorError("all vendors", f"{symbol} {interval}: every vendor failed: {errors}")
+    return _Fetched(best, sorted(remaining), remediation, errors, answered)
 
+
+def _decide_writes(
+    job: _Job, fetched: _Fetched, first_vendor: str, existing: dict[str, LineageRow]
+) -> tuple[list[PartitionWrite], list[PartitionResult]]:
+    """What to write per session: the best answer, logged as a fallback or a gap where it is one;
+    never a worse answer over better bars already stored."""
+    symbol, interval, calendar, entry = job.symbol, job.interval, job.calendar, job.entry
+    now_ms, min_completeness, expected = job.now_ms, job.min_completeness, job.expected
+    best, remediation = fetched.best, fetched.remediation
+    bounds = job.bounds
     fetched_at = datetime.now(UTC).isoformat()
-    first_vendor = vendors[0].name
-    existing = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in remaining])
     writes: list[PartitionWrite] = []
     results: list[PartitionResult] = []
     for b in bounds:
@@ -299,8 +365,4 @@ def ingest_sessions(
                 fetched_rows=cand.fetched,
             )
         )
-    if writes:
-        warehouse.write_partitions(writes, run_id, remediation)
-    else:
-        warehouse.log_remediation(remediation)
-    return results
+    return writes, results
