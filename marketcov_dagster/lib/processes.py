@@ -45,7 +45,8 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks, "" without /proc, None if no such process."""
+    """The process's start time in clock ticks, "" without /proc, None if no such process or it
+    has ended (a zombie not yet reaped by whoever inherited it is gone too)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
@@ -53,7 +54,10 @@ def _start_time(pid: int) -> str | None:
     except OSError:
         return ""
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 def current() -> ProcessId:

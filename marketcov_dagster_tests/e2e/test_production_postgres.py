@@ -76,7 +76,9 @@ def test_backfill_from_the_ui_api_on_postgres_with_daemon(
     sessions = xnys.sessions(last - timedelta(days=10), last)[-3:]
     log = home / "services" / "daemon.log"
 
-    assert "webserver started" in services(["start", "--host", "127.0.0.1", "--port", str(port)], env)
+    assert "webserver started" in services(
+        ["start", "--host", "127.0.0.1", "--port", str(port), "--api-port", str(free_port())], env
+    )
     try:
         wait_until(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
@@ -154,4 +156,4 @@ def test_backfill_from_the_ui_api_on_postgres_with_daemon(
     finally:
         stopped = services(["stop"], env)
     assert "daemon stopped" in stopped and "webserver stopped" in stopped
-    assert services(["status"], env).split() == ["webserver", "stopped", "daemon", "stopped"]
+    assert services(["status"], env).split() == ["webserver", "stopped", "daemon", "stopped", "api", "stopped"]
