@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from marketcov_dagster.lib.processes import ProcessId, _boot_id, _start_time, is_gone
 
@@ -18,7 +19,7 @@ def test_a_live_process_is_not_gone_and_an_unreaped_one_is() -> None:
     assert is_gone(ident) is False
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # ended, but not waited for: a zombie
-        state = open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         if state == "Z":
             break
         time.sleep(0.05)
