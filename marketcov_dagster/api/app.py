@@ -75,7 +75,8 @@ def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
     def metrics() -> Response:
-        return Response(metrics_text(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        body = ctx.body(("metrics",), lambda _snap: metrics_text(registry))  # once per snapshot
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz", response_model=m.Health, responses={503: {"model": m.Health}}, summary="Liveness")
     def healthz() -> Any:

@@ -3,12 +3,14 @@ plain-Python function the CLI uses, then shapes the answer."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 
 from marketcov_dagster.api import models as m
 from marketcov_dagster.api.context import ApiContext
@@ -88,10 +90,24 @@ def status_summary(
     q: str | None = Query(None, max_length=64, description="asset keys containing this text (case-insensitive)"),
     format: Format = "json",
 ) -> Any:
-    out = summary(ctx_of(request), f, state, q)
+    ctx = ctx_of(request)
     if format == "csv":
-        return csv_response(out["assets"], list(m.AssetStatus.model_fields), "status.csv")
-    return out
+        return csv_response(summary(ctx, f, state, q)["assets"], list(m.AssetStatus.model_fields), "status.csv")
+    key = ("summary", _key(f), state, q)
+    return json_response(ctx.body(key, lambda _snap: strict_json(summary(ctx, f, state, q))))
+
+
+def _key(f: AssetFilter) -> tuple[object, ...]:
+    return tuple(tuple(v) if v is not None else None for v in (f.symbols, f.intervals, f.asset_classes))
+
+
+def strict_json(doc: Any) -> bytes:
+    """JSON as the response models describe it; NaN and Infinity are refused, never written."""
+    return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
+
+
+def json_response(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def _coverage_status(c: AssetCoverage) -> str:
@@ -126,14 +142,25 @@ def coverage(
     format: Format = "json",
 ) -> Any:
     ctx = ctx_of(request)
+    if format == "json":
+        key = ("coverage", _key(f), p.page, p.page_size, q, status)
+        return json_response(ctx.body(key, lambda _snap: strict_json(_coverage_list(ctx, f, p, q, status))))
+    items = _coverage_items(ctx, f, q, status)
+    fields = [k for k in m.AssetCoverage.model_fields if k not in ("segments", "missing", "partial")]
+    return csv_response(items, fields, "coverage.csv")
+
+
+def _coverage_items(ctx: ApiContext, f: AssetFilter, q: str | None, status: str | None) -> list[dict[str, Any]]:
     snap = ctx.snapshots.get()
     items = [
         _coverage_item(snap.coverage[s.key_str], s.asset_class) for s in f.apply(snap.specs) if _matches(q, s.key_str)
     ]
-    items = [i for i in items if status is None or i["status"] == status]
-    if format == "csv":
-        fields = [k for k in m.AssetCoverage.model_fields if k not in ("segments", "missing", "partial")]
-        return csv_response(items, fields, "coverage.csv")
+    return [i for i in items if status is None or i["status"] == status]
+
+
+def _coverage_list(ctx: ApiContext, f: AssetFilter, p: Paging, q: str | None, status: str | None) -> dict[str, Any]:
+    snap = ctx.snapshots.get()
+    items = _coverage_items(ctx, f, q, status)
     classes: dict[str, list[dict[str, Any]]] = {}
     for i in items:
         classes.setdefault(i["asset_class"], []).append(i)
