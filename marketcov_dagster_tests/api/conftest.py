@@ -4,6 +4,7 @@ PostgreSQL (Dagster's storage and the warehouse both), shared by the tests of on
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
+from dagster._core.instance.ref import InstanceRef  # open a served instance from its folder
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -107,6 +110,30 @@ def _seed(url: str) -> None:
     wh.dispose()
 
 
+def _failed_run(home: Path, env: dict[str, str]) -> None:
+    """A run that fails as a vendor outage would, for the ops endpoint to report with its error."""
+
+    @dg.op
+    def fetch_bars() -> None:
+        raise RuntimeError("alpaca: HTTP 503 service unavailable")
+
+    @dg.job(name="ohlcv_outage_job")
+    def outage() -> None:
+        fetch_bars()
+
+    saved = os.environ.get("DAGSTER_PG_URL")
+    if "DAGSTER_PG_URL" in env:  # the PostgreSQL profile names its database through this variable
+        os.environ["DAGSTER_PG_URL"] = env["DAGSTER_PG_URL"]
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            assert not outage.execute_in_process(instance=instance, raise_on_error=False).success
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_PG_URL", None)
+        else:
+            os.environ["DAGSTER_PG_URL"] = saved
+
+
 @contextmanager
 def serving(kind: str, home: Path, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
     """A backfilled home on ``kind`` (sqlite or postgres) and ``marketcov serve`` on it."""
@@ -124,6 +151,7 @@ def serving(kind: str, home: Path, extra_env: dict[str, str] | None = None) -> I
         sessions = _backfilled(home, env)
         url = wh_url or f"sqlite:///{home / 'marketcov_warehouse.sqlite'}"
         _seed(url)
+        _failed_run(home, env)
         env.update(extra_env or {})
         proc, base, log = start_server(env, home)
         try:

@@ -160,8 +160,15 @@ def test_remediation_vendors_incidents_ops_and_health(served: Served) -> None:
     assert vendors["alpaca"]["state"] == "unavailable" and vendors["synthetic"]["state"] == "ok"
     assert served.json("/api/incidents?state=open") == {"total": 0, "page": 1, "page_size": 100, "items": []}
     ops = served.json("/api/ops?hours=24")
-    assert ops["runs_by_status"] == {"SUCCESS": 3} and ops["success_rate_30d"] == 1.0 and ops["queue_depth"] == 0
-    assert ops["failed_runs"] == [] and {d["daemon_type"] for d in ops["daemons"]} >= {"SENSOR", "SCHEDULER"}
+    assert ops["runs_by_status"] == {"SUCCESS": 3, "FAILURE": 1} and ops["queue_depth"] == 0
+    assert ops["success_rate_30d"] == 0.75 and ops["finished_runs_30d"] == 4 and ops["success_goal"] == 0.99
+    (failed,) = ops["failed_runs"]
+    assert failed["job_name"] == "ohlcv_outage_job"
+    assert failed["error"] == "fetch_bars: RuntimeError: alpaca: HTTP 503 service unavailable"
+    assert failed["ui_url"].endswith(f"/runs/{failed['run_id']}") and failed["at"].endswith("+00:00")
+    assert {d["daemon_type"] for d in ops["daemons"]} >= {"SENSOR", "SCHEDULER"}
+    report = served.json(f"/api/runs/{failed['run_id']}")
+    assert report["status"] == "FAILURE" and report["partitions"] == []
     assert served.json("/api/ops?hours=0", 422)["detail"][0]["loc"] == ["query", "hours"]
     assert served.json("/healthz") == {"ok": True, "warehouse": "ok", "instance": "ok"}
 
@@ -216,9 +223,10 @@ def test_status_page_reads_without_javascript(served: Served) -> None:
     assert html.count("class='badge no_data'") == 3 and "gapped" in html
     assert "Vendor health" in html and "alpaca" in html and "No open incident." in html
     assert "XNYS: the last" in html and "✗" in html and "✓" in html
-    code, filtered, _ = served.get("/?intervals=1m&state=gapped")
-    assert code == 200 and "ohlcv/1m/AAPL" in filtered and "ohlcv/1d/AAPL</a>" not in filtered
-    assert 'href="/api/status/summary?intervals=1m&amp;state=gapped&amp;format=csv"' in filtered
+    code, filtered, _ = served.get("/?intervals=1m&state=no_data")  # states that do not move with the hour
+    assert code == 200 and "ohlcv/1m/BRK_2E_B</a>" in filtered
+    assert "ohlcv/1m/AAPL</a>" not in filtered and "ohlcv/1d/BRK_2E_B</a>" not in filtered
+    assert 'href="/api/status/summary?intervals=1m&amp;state=no_data&amp;format=csv"' in filtered
     assert served.get("/?intervals=9m")[0] == 422
 
 
