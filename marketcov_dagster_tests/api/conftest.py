@@ -87,10 +87,22 @@ def _backfilled(home: Path, env: dict[str, str]) -> list[date]:
     assert last is not None
     sessions = xnys.sessions(last - timedelta(days=14), last)[-4:]
     first, second, end = sessions[0].isoformat(), sessions[1].isoformat(), last.isoformat()
+    crypto_last = get_calendar("24/7").last_closed_session(datetime.now(UTC))
+    assert crypto_last is not None  # its own latest day: on a Monday, XNYS's latest is Friday
     for args in (
         ["--symbols", "AAPL", "--intervals", "1d", "--start", first, "--end", end],
         # 1m from the second session: the first is a hole in AAPL 1m's coverage
-        ["--symbols", "AAPL,BTCUSDT", "--intervals", "1m", "--start", second, "--end", end],
+        ["--symbols", "AAPL", "--intervals", "1m", "--start", second, "--end", end],
+        [
+            "--symbols",
+            "BTCUSDT",
+            "--intervals",
+            "1m",
+            "--start",
+            (crypto_last - timedelta(days=2)).isoformat(),
+            "--end",
+            crypto_last.isoformat(),
+        ],
     ):
         out = marketcov(["backfill", *args], env)
         assert out.returncode == 0, out.stderr[-3000:]

@@ -86,9 +86,15 @@ def test_daemon_sensor_tick_sends_one_real_email(home: Path, smtp_server: SmtpSe
         wait_for(lambda: _ticks(home) >= before + 2, restarted, log)
     finally:
         stop(restarted)
-    assert len(smtp_server.messages) == 1
+    subjects = [str(m["Subject"]) for m in smtp_server.messages]
+    assert len([s for s in subjects if " STALE " in s]) == 1, subjects  # once per incident, restarts or not
     (incident,) = alerts.list_incidents(wh)
-    assert incident["alert_sent_at"] is not None and incident["resolved_at"] is None
+    assert incident["alert_sent_at"] is not None
+    # the crypto minute schedule ticks every 15 minutes; one that fell inside this test fetched
+    # today's bars, so the incident may have closed with its one recovery mail, and nothing else
+    recovered = [s for s in subjects if " RECOVERED " in s]
+    assert len(subjects) == 1 + len(recovered) and len(recovered) <= 1, subjects
+    assert not recovered or incident["resolved_at"] is not None
     wh.dispose()
 
 
