@@ -117,9 +117,14 @@ def test_backfill_from_the_ui_api_on_postgres_with_daemon(
         with open_instance(home) as instance:  # Dagster's own storage is the PostgreSQL database
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             key = dg.AssetKey(KEYS[2])
-            records = instance.fetch_materializations(key, limit=10).records
+            # the backfilled sessions' own materializations (while XNYS trades, the minute schedule
+            # of this test also materializes today's partition, every minute)
+            wanted = [d.isoformat() for d in sessions]
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted), limit=100
+            ).records
             by_partition = {str(r.partition_key): r.asset_materialization.metadata for r in records}  # type: ignore[union-attr]
-            assert sorted(by_partition) == [d.isoformat() for d in sessions]
+            assert sorted(by_partition) == wanted
             for d in sessions:
                 md = by_partition[d.isoformat()]
                 assert md["rows"].value == md["expected_rows"].value == xnys.bounds(d).expected_bars("1m")
