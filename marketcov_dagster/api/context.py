@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import dagster as dg
 
@@ -27,18 +28,22 @@ class ApiContext:
     # one thread at a time talks to the Dagster instance (and its coverage cache file)
     instance_lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: SnapshotCache[Snapshot] = field(init=False)
-    # answers computed from one snapshot, serialized once: (snapshot, endpoint, parameters) -> body
+    # answers computed from one snapshot, serialized once: (endpoint, parameters) -> body
     _bodies: dict[tuple[object, ...], bytes] = field(default_factory=dict)
+    _bodies_of: datetime | None = None  # the snapshot (its computation time) those answers come from
 
     def body(self, key: tuple[object, ...], build: Callable[[Snapshot], bytes]) -> bytes:
         """The serialized answer for ``key`` on the current snapshot, built once per snapshot."""
         snap = self.snapshots.get()
-        full = (snap.taken_at, *key)  # when it was computed: unique per snapshot (an id() may be reused)
-        cached = self._bodies.get(full)
+        if self._bodies_of is None or snap.taken_at > self._bodies_of or len(self._bodies) > MAX_BODIES:
+            self._bodies = {}  # a newer snapshot (its computation time): the old answers are stale
+            self._bodies_of = snap.taken_at
+        elif snap.taken_at < self._bodies_of:
+            return build(snap)  # a thread still on the previous snapshot: answer, cache nothing
+        bodies = self._bodies
+        cached = bodies.get(key)
         if cached is None:
-            if len(self._bodies) > MAX_BODIES or any(k[0] != snap.taken_at for k in list(self._bodies)[:1]):
-                self._bodies.clear()  # a new snapshot: the old answers are stale
-            cached = self._bodies[full] = build(snap)
+            cached = bodies[key] = build(snap)
         return cached
 
     def __post_init__(self) -> None:

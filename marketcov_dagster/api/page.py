@@ -74,7 +74,6 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
 
 def _heatmaps(ctx: ApiContext, rows: list[dict[str, Any]]) -> str:
     snap = ctx.snapshots.get()
-    specs = {s.key_str: s for s in snap.specs}
     by_calendar: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_calendar.setdefault(r["calendar"], []).append(r)
@@ -97,7 +96,7 @@ def _heatmaps(ctx: ApiContext, rows: list[dict[str, Any]]) -> str:
                 state = "missing" if k in missing else "partial" if k in partial else "complete"
                 css, mark = CELL[state]
                 cells.append(f"<td class='{css}' title='{k} {state}'>{mark}<span hidden>{state}</span></td>")
-            lines.append(f"<tr><th scope='row'>{escape(specs[r['asset_key']].key_str)}</th>{''.join(cells)}</tr>")
+            lines.append(f"<tr><th scope='row'>{escape(r['asset_key'])}</th>{''.join(cells)}</tr>")
         out.append(
             f"<table class='heat'><caption>{escape(cal_name)}: the last {len(days)} sessions "
             "(✓ complete, ½ partial, ✗ missing)</caption>"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
+import pandas as pd
 
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.universe import CrossIntervalSettings
@@ -51,10 +52,7 @@ def daily_vs_minutes(
     return out
 
 
-def _compare(minutes: object, daily: object, s: CrossIntervalSettings) -> CheckOutcome:
-    import pandas as pd
-
-    assert isinstance(minutes, pd.DataFrame) and isinstance(daily, pd.DataFrame)
+def _compare(minutes: pd.DataFrame, daily: pd.DataFrame, s: CrossIntervalSettings) -> CheckOutcome:
     if daily.empty or minutes.empty:
         what = "no daily bar" if daily.empty else "no minute bars stored for this session"
         return CheckOutcome(DAILY_MATCHES_MINUTES, True, f"{what}: nothing to compare", {"compared": False}, s.severity)
