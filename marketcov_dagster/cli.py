@@ -322,7 +322,7 @@ def _backfill(
 ) -> int:
     from functools import partial
 
-    from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill
+    from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill, stages
     from marketcov_dagster.defs.build import build_definitions
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.defs.orphans import fail_orphaned_runs
@@ -344,7 +344,9 @@ def _backfill(
         if hint:
             print(f"marketcov: note: {hint}", file=sys.stderr)
         try:
-            runs = run_backfill(partial(build_definitions, universe, now), instance, plans, workers)
+            runs = []
+            for stage in stages(plans):  # bars before the candles resampled from them
+                runs += run_backfill(partial(build_definitions, universe, now), instance, stage, workers)
         except KeyboardInterrupt:
             fail_orphaned_runs(instance)  # the runs of the workers just stopped
             raise

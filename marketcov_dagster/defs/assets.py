@@ -3,7 +3,7 @@
 No ``from __future__ import annotations`` here: Dagster inspects the context annotations.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 
 import dagster as dg
@@ -17,12 +17,15 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.crosscheck import daily_vs_minutes
 from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.universe import AssetSpecification, CrossIntervalSettings, VendorSettings
+from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.verify import (
     BAR_COUNT_MATCHES_CALENDAR,
     BARS_ARE_VALID,
     CHECK_NAMES,
     CHECKSUM_MATCHES,
     DAILY_MATCHES_MINUTES,
+    MATCHES_SOURCE,
+    CheckOutcome,
     log_check_findings,
     verify_partitions,
 )
@@ -34,6 +37,8 @@ CHECK_DESCRIPTIONS = {
     CHECKSUM_MATCHES: "SHA-256 of the warehouse bars equals the checksum recorded when the partition was written.",
     DAILY_MATCHES_MINUTES: "The daily bar agrees with the session's minute bars: high >= every minute high, "
     "low <= every minute low, open, close and volume within the configured tolerances.",
+    MATCHES_SOURCE: "Each resampled bar equals, exactly, the candle of its source bars: open = first open, "
+    "high = max, low = min, close = last close, volume = sum.",
 }
 
 
@@ -136,7 +141,23 @@ def build_ohlcv_asset(
         )
         return dg.MaterializeResult()
 
-    check_names = (*CHECK_NAMES, DAILY_MATCHES_MINUTES) if cross is not None else CHECK_NAMES
+    extra: dict[str, ExtraCheck] = {}
+    if cross is not None:
+        extra[DAILY_MATCHES_MINUTES] = lambda wh, days: daily_vs_minutes(wh, cal, spec.symbol, days, cross)
+    return _asset, build_partition_checks(spec, partitions_def, extra)
+
+
+ExtraCheck = Callable[[Warehouse, list[date]], dict[str, CheckOutcome]]
+"""A check beyond the three every OHLCV asset has: outcomes per written session (ISO date)."""
+
+
+def build_partition_checks(
+    spec: AssetSpecification, partitions_def: dg.PartitionsDefinition, extra: Mapping[str, ExtraCheck]
+) -> dg.AssetChecksDefinition:
+    """The per-partition checks of one OHLCV asset: the three every asset has, then ``extra``."""
+    key = dg.AssetKey(list(spec.key_path))
+    cal = get_calendar(spec.calendar)
+    check_names = (*CHECK_NAMES, *extra)
     check_specs = [
         dg.AssetCheckSpec(name, asset=key, partitions_def=partitions_def, description=CHECK_DESCRIPTIONS[name])
         for name in check_names
@@ -155,9 +176,9 @@ def build_ohlcv_asset(
             sessions=_sessions(keys),
             min_completeness=spec.min_completeness,
         )
-        if cross is not None:
-            for k, extra in daily_vs_minutes(wh, cal, spec.symbol, _sessions(list(outcomes)), cross).items():
-                outcomes[k].append(extra)
+        for run_extra in extra.values():
+            for k, outcome in run_extra(wh, _sessions(list(outcomes))).items():
+                outcomes[k].append(outcome)
         log_check_findings(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
         unwritten = [k for k in keys if k not in outcomes]
         if unwritten:
@@ -212,4 +233,4 @@ def build_ohlcv_asset(
                 },
             )
 
-    return _asset, _checks
+    return _checks

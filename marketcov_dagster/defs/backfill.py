@@ -93,6 +93,14 @@ def plan_backfill(
     return plans
 
 
+def stages(plans: Sequence[GroupPlan]) -> list[list[GroupPlan]]:
+    """The plans in the order their data depends on each other: fetched bars first, then what is
+    resampled from them (each stage runs after the one before has finished)."""
+    fetched = [p for p in plans if p.specs[0].derived_from is None]
+    derived = [p for p in plans if p.specs[0].derived_from is not None]
+    return [s for s in (fetched, derived) if s]
+
+
 PARTITIONS_PER_WORKER = 500
 """A worker costs a few seconds to start (import Dagster, build the definitions); below this many
 partitions per worker the start-up would eat the gain."""

@@ -13,6 +13,7 @@ import dagster as dg
 
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import build_ohlcv_asset
+from marketcov_dagster.defs.derived import build_derived_asset, build_derived_automation_sensor
 from marketcov_dagster.defs.healing import build_healing_sensor
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY, OhlcvBarsIOManager
 from marketcov_dagster.defs.orphans import build_orphan_sensor
@@ -102,6 +103,7 @@ def build_definitions(
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
+    derived: list[dg.AssetsDefinition] = []
     minutes = {s.symbol for s in universe.specs if s.interval == "1m"}  # daily bars checked against these
     for (calendar, interval), specs in sorted(groups.items()):
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
@@ -110,13 +112,18 @@ def build_definitions(
         fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
         policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
         for spec in specs:
-            cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
-            asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy, cross)
+            if spec.derived_from is not None:
+                asset, check = build_derived_asset(spec, pdef, policy)
+                derived.append(asset)
+            else:
+                cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
+                asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy, cross)
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)
         job_name = group_job_name(calendar, interval)
-        schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
+        if settings.derived_from is None:  # derived assets follow their source by automation
+            schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
         jobs.append(
             dg.define_asset_job(
                 job_name,
@@ -145,6 +152,7 @@ def build_definitions(
         build_orphan_sensor(),
         build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
         report_sensor,
+        *([build_derived_automation_sensor(derived)] if derived else []),
     ]
     warehouse_res = warehouse or warehouse_resource()
     return dg.Definitions(

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval, bar_ms
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -45,19 +45,42 @@ class SessionBounds:
     def expected_bars(self, interval: Interval) -> int:
         if interval == "1d":
             return 1
-        minutes = (self.close_ms - self.open_ms) // MINUTE_MS
-        if self.break_start_ms is not None and self.break_end_ms is not None:
-            minutes -= (self.break_end_ms - self.break_start_ms) // MINUTE_MS
-        return int(minutes)
+        if interval == "1m":
+            minutes = (self.close_ms - self.open_ms) // MINUTE_MS
+            if self.break_start_ms is not None and self.break_end_ms is not None:
+                minutes -= (self.break_end_ms - self.break_start_ms) // MINUTE_MS
+            return int(minutes)
+        return len(self.bar_starts(interval))
 
-    def bar_starts(self, interval: Interval) -> np.ndarray:
-        """Epoch-ms open times of every bar the calendar expects in this session."""
-        if interval == "1d":
-            return np.array([self.open_ms], dtype=np.int64)
+    def _minutes(self) -> np.ndarray:
         starts = np.arange(self.open_ms, self.close_ms, MINUTE_MS, dtype=np.int64)
         if self.break_start_ms is not None and self.break_end_ms is not None:
             starts = starts[(starts < self.break_start_ms) | (starts >= self.break_end_ms)]
         return starts
+
+    def bar_starts(self, interval: Interval) -> np.ndarray:
+        """Epoch-ms open times of every bar the calendar expects in this session; intraday bars
+        longer than a minute are anchored at the session open (buckets the session has minutes in)."""
+        if interval == "1d":
+            return np.array([self.open_ms], dtype=np.int64)
+        minutes = self._minutes()
+        if interval == "1m":
+            return minutes
+        step = bar_ms(interval)
+        return np.unique(self.open_ms + (minutes - self.open_ms) // step * step)
+
+    def bar_ends(self, interval: Interval) -> np.ndarray:
+        """Epoch-ms end of each bar of ``bar_starts``: a bar ends after its last minute the session
+        trades (the last bar of an early close, or before a break, is short)."""
+        if interval == "1d":
+            return np.array([self.close_ms], dtype=np.int64)
+        minutes = self._minutes()
+        if interval == "1m" or not len(minutes):
+            return minutes + MINUTE_MS
+        step = bar_ms(interval)
+        bucket = self.open_ms + (minutes - self.open_ms) // step * step
+        last = np.flatnonzero(np.diff(bucket, append=bucket[-1] + 1))  # each bucket's last minute
+        return minutes[last] + MINUTE_MS
 
 
 def _ms(ts: pd.Timestamp) -> int:
@@ -138,6 +161,15 @@ class TradingCalendar:
         now_ms = int(now.timestamp() * 1000)
         i = int(np.searchsorted(self._open, now_ms, side="right")) - 1
         return self._dates[i] if i >= 0 else None
+
+    def last_ended_start_ms(self, interval: Interval, now: datetime) -> int:
+        """For intraday bars: the latest bar open time whose bar has surely ended by ``now`` (a
+        full bar length ago, or the last, possibly short, bar of the last closed session)."""
+        cut = int(now.timestamp() * 1000) - bar_ms(interval)
+        last = self.last_closed_session(now)
+        if last is None:
+            return cut
+        return max(cut, int(self.bounds(last).bar_starts(interval)[-1]))
 
     def day_window_ms(self, day: date) -> tuple[int, int]:
         """The calendar day ``day`` in exchange time, as UTC epoch-ms ``[start, end)``."""

@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Protocol
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
-from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval, bar_ms
 from marketcov_dagster.lib.universe import AssetSpecification, IntervalSettings
 
 
@@ -37,24 +37,24 @@ def expected_end_ms(calendar: TradingCalendar, interval: Interval, now: datetime
     b = calendar.bounds(opened)
     if t_ms >= b.close_ms:
         return b.close_ms
-    if b.break_start_ms is not None and b.break_end_ms is not None and b.break_start_ms <= t_ms < b.break_end_ms:
-        return b.break_start_ms
-    end = b.open_ms + (t_ms - b.open_ms) // MINUTE_MS * MINUTE_MS
-    if end > b.open_ms:
-        return end
+    ends = b.bar_ends(interval)
+    done = ends[ends <= t_ms]
+    if len(done):
+        return int(done[-1])
     # the session has opened but none of its bars has ended yet: the previous close is expected
     previous = calendar.last_closed_session(t)
     return calendar.bounds(previous).close_ms if previous else None
 
 
 def bar_end_ms(calendar: TradingCalendar, interval: Interval, ts_ms: int) -> int:
-    """End of the bar opening at ``ts_ms``: a minute later, or the close of a daily bar's session."""
-    if interval != "1d":
-        return ts_ms + MINUTE_MS
+    """End of the bar opening at ``ts_ms``: a bar length later but no later than its session's
+    close (the last bar of an early close is short), or the close of a daily bar's session."""
     day = _dt(ts_ms).astimezone(calendar.tz).date()
-    if calendar.is_session(day):
-        return calendar.bounds(day).close_ms
-    return ts_ms + 24 * 60 * MINUTE_MS
+    close = calendar.bounds(day).close_ms if calendar.is_session(day) else None
+    if interval != "1d":
+        end = ts_ms + bar_ms(interval)
+        return min(end, close) if close is not None and ts_ms < close else end
+    return close if close is not None else ts_ms + 24 * 60 * MINUTE_MS
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,8 @@ def freshness(spec: AssetSpecification, latest_ts_ms: int | None, now: datetime)
 def ended_by_ms(calendar: TradingCalendar, interval: Interval, now: datetime) -> int:
     """The latest bar open time whose bar has ended by ``now``: a bar stamped later (a bar dated
     in the future, or today's forming daily bar) must not make an asset look fresh."""
-    now_ms = int(now.timestamp() * 1000)
     if interval != "1d":
-        return now_ms - MINUTE_MS
+        return calendar.last_ended_start_ms(interval, now)
     last = calendar.last_closed_session(now)
     return calendar.bounds(last).open_ms if last else -1
 

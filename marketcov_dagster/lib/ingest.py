@@ -71,10 +71,7 @@ class _Candidate:
 
 def expected_as_of(bounds: SessionBounds, interval: Interval, now_ms: int) -> int:
     """Bars of the session that have ended by ``now_ms``."""
-    if interval == "1d":
-        return 1 if bounds.close_ms <= now_ms else 0
-    starts = bounds.bar_starts(interval)
-    return int(np.count_nonzero(starts + MINUTE_MS <= now_ms))
+    return int(np.count_nonzero(bounds.bar_ends(interval) <= now_ms))
 
 
 def ingest_sessions(

@@ -9,6 +9,7 @@ REMEDIATION_KINDS = (
     "checksum_mismatch",
     "outside_sessions",
     "interval_mismatch",
+    "source_mismatch",
     "vendor_divergence",
     "revised",
 )
@@ -21,6 +22,7 @@ SESSION_STATE_KINDS = frozenset(
         "checksum_mismatch",
         "outside_sessions",
         "interval_mismatch",
+        "source_mismatch",
         "vendor_divergence",
         "revised",
     }

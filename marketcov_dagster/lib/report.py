@@ -108,7 +108,7 @@ def markdown_table(assets: Sequence[AssetCoverage], lags: Mapping[str, Freshness
     return "\n".join(lines)
 
 
-CROSS_CHECK_KINDS = ("vendor_divergence", "revised", "interval_mismatch")
+CROSS_CHECK_KINDS = ("vendor_divergence", "revised", "interval_mismatch", "source_mismatch")
 
 
 def findings_table(entries: Sequence[Mapping[Any, Any]]) -> str:

@@ -16,13 +16,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from marketcov_dagster.lib.calendars import calendar_names
-from marketcov_dagster.lib.intervals import INTERVALS, Interval
+from marketcov_dagster.lib.intervals import DERIVED_FROM, FETCHED, INTERVALS, Interval
 from marketcov_dagster.lib.symbols import is_valid_symbol, symbol_to_key_part
 
 CONFIG_ENV = "MARKETCOV_CONFIG"
 DEFAULT_CONFIG_FILE = "marketcov.yaml"
 KNOWN_VENDORS = ("synthetic", "alpaca", "binance", "polygon")
-MAX_WINDOW_DAYS = {"1d": 365 * 30, "1m": 365 * 2}
+MAX_WINDOW_DAYS: dict[Interval, int] = {"1d": 365 * 30, "1m": 365 * 2}
 
 
 # No coercion: `window_days: true` is not 1, `"30"` is not 30, `expire: "yes"` is not True, and
@@ -55,6 +55,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 class IntervalSettings(BaseModel):
     model_config = STRICT
 
+    derived_from: Interval | None = Field(
+        default=None,
+        alias="from",
+        description="Resampled from this interval's stored bars (5m, 15m, 30m, 1h from 1m), never fetched; "
+        "unset settings follow the source's.",
+    )
     window_days: int = Field(gt=0, description="How far back partitions reach, in calendar days.")
     min_completeness: float = Field(
         default=1.0,
@@ -264,13 +270,21 @@ class UniverseConfig(BaseModel):
             return data
         intervals = data.get("intervals")
         if isinstance(intervals, dict):
-            data = {
-                **data,
-                "intervals": {
-                    iv: {**DEFAULT_INTERVAL_SETTINGS.get(iv, {}), **st} if isinstance(st, dict) else st
-                    for iv, st in intervals.items()
-                },
+            merged_ivs = {
+                iv: {**DEFAULT_INTERVAL_SETTINGS.get(iv, {}), **st} if isinstance(st, dict) else st
+                for iv, st in intervals.items()
             }
+            for iv, st in merged_ivs.items():  # a derived interval follows its source where unset
+                src = st.get("from") if isinstance(st, dict) else None
+                if iv in FETCHED and src is not None:
+                    raise ValueError(f"intervals.{iv}.from: {iv} bars are fetched from vendors, not derived")
+                if iv in DERIVED_FROM and src != DERIVED_FROM[iv]:
+                    want = DERIVED_FROM[iv]
+                    raise ValueError(f"intervals.{iv}: {iv} bars are resampled from {want}: add 'from: {want}'")
+                if isinstance(src, str) and isinstance(merged_ivs.get(src), dict) and "from" not in merged_ivs[src]:
+                    inherited = {k: v for k, v in merged_ivs[src].items() if k != "refresh_every_minutes"}
+                    merged_ivs[iv] = {**inherited, **st}
+            data = {**data, "intervals": merged_ivs}
         given = data.get("vendors") or {}
         if not isinstance(given, dict):
             return data
@@ -287,9 +301,24 @@ class UniverseConfig(BaseModel):
     def _consistent(self) -> UniverseConfig:
         for name, ac in self.asset_classes.items():
             for iv in ac.intervals:
+                if iv not in FETCHED:
+                    raise ValueError(
+                        f"asset_classes.{name}.intervals: {iv!r} is derived; list it under 'intervals' with "
+                        f"'from: {DERIVED_FROM[iv]}' and every asset class with {DERIVED_FROM[iv]} bars gets it"
+                    )
                 if iv not in self.intervals:
                     raise ValueError(f"asset_classes.{name}.intervals: {iv!r} has no settings under 'intervals'")
         for iv, st in self.intervals.items():
+            if iv not in FETCHED:
+                want = DERIVED_FROM[iv]
+                if want not in self.intervals:
+                    raise ValueError(f"intervals.{iv}.from: {want!r} has no settings under 'intervals'")
+                if st.window_days > self.intervals[want].window_days:
+                    raise ValueError(
+                        f"intervals.{iv}.window_days: {st.window_days} reaches beyond its source {want}'s "
+                        f"{self.intervals[want].window_days} days"
+                    )
+                continue
             if st.window_days > MAX_WINDOW_DAYS[iv]:
                 raise ValueError(
                     f"intervals.{iv}.window_days: {st.window_days} exceeds the maximum "
@@ -325,11 +354,20 @@ class AssetSpecification:
     freshness_threshold_minutes: float = 60.0
     vendor_delay_minutes: float = 0.0
     expire: bool = False  # bars older than the window are deleted by the retention job
+    derived_from: Interval | None = None  # resampled from this interval's bars, never fetched
 
     @property
     def pool(self) -> str:
-        """The Dagster pool capping concurrent steps against the first vendor of the chain."""
-        return f"vendor_{self.vendors[0]}"
+        """The Dagster pool capping concurrent steps against the first vendor of the chain
+        (derived assets call no vendor: they share one pool of their own)."""
+        return f"vendor_{self.vendors[0]}" if self.vendors else "derived"
+
+    @property
+    def source_key_path(self) -> tuple[str, str, str] | None:
+        """The asset a derived asset is resampled from."""
+        if self.derived_from is None:
+            return None
+        return ("ohlcv", self.derived_from, symbol_to_key_part(self.symbol))
 
     @property
     def key_path(self) -> tuple[str, str, str]:
@@ -353,8 +391,10 @@ class Universe:
     @property
     def specs(self) -> list[AssetSpecification]:
         out = []
+        derived = [(iv, st) for iv, st in self.config.intervals.items() if st.derived_from is not None]
         for name, ac in self.config.asset_classes.items():
-            for iv in ac.intervals:
+            ivs = [*ac.intervals, *(iv for iv, st in derived if st.derived_from in ac.intervals)]
+            for iv in ivs:
                 st = self.config.intervals[iv]
                 for sym in ac.symbols:
                     out.append(
@@ -363,12 +403,13 @@ class Universe:
                             interval=iv,
                             asset_class=name,
                             calendar=ac.calendar,
-                            vendors=tuple(ac.vendors),
+                            vendors=() if st.derived_from else tuple(ac.vendors),
                             window_days=st.window_days,
                             min_completeness=st.min_completeness,
                             freshness_threshold_minutes=st.freshness_threshold_minutes,
                             vendor_delay_minutes=st.vendor_delay_minutes,
                             expire=st.expire,
+                            derived_from=st.derived_from,
                         )
                     )
         return out

@@ -26,6 +26,7 @@ BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
 CHECKSUM_MATCHES = "checksum_matches"
 CHECK_NAMES = (BARS_ARE_VALID, BAR_COUNT_MATCHES_CALENDAR, CHECKSUM_MATCHES)
 DAILY_MATCHES_MINUTES = "daily_matches_minutes"  # daily assets whose symbol has minute bars too (crosscheck)
+MATCHES_SOURCE = "matches_source"  # resampled assets: equal to the candles of their source (resample)
 OUTSIDE_SESSIONS = "outside_sessions"  # metadata key and remediation kind
 
 
@@ -63,7 +64,7 @@ def verify_partitions(
     # the days between sessions, and bars dated in the future, belong to no partition
     until = _read_until(calendar, days[-1], now_ms)
     df = warehouse.read_bars(symbol, interval, windows[0][0], until)
-    unended_from = now_ms - (MINUTE_MS if interval != "1d" else 0) + 1
+    unended_from = (now_ms if interval == "1d" else calendar.last_ended_start_ms(interval, now)) + 1
     if until < 2**62:  # bars not ended by now, wherever they lie, count against the range's last session
         future = warehouse.read_bars(symbol, interval, max(until, unended_from), 2**62)
         df = pd.concat([df, future], ignore_index=True) if len(future) else df
@@ -207,7 +208,7 @@ def _outcomes(
 def log_check_findings(
     warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
 ) -> None:
-    """Record every failed ``checksum_matches`` and ``daily_matches_minutes`` and every bar outside the sessions in the
+    """Record every failed ``checksum_matches``, ``daily_matches_minutes`` and ``matches_source`` and every bar outside the sessions in the
     remediation log (the same finding again adds nothing: see ``Warehouse.log_remediation``)."""
     entries = []
     for session, per_check in outcomes.items():
@@ -218,6 +219,8 @@ def log_check_findings(
                 kind = OUTSIDE_SESSIONS
             elif o.name == DAILY_MATCHES_MINUTES and not o.passed:
                 kind = "interval_mismatch"
+            elif o.name == MATCHES_SOURCE and not o.passed:
+                kind = "source_mismatch"
             else:
                 continue
             entries.append(

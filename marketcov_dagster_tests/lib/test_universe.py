@@ -27,7 +27,10 @@ def test_default_universe_loads() -> None:
     u = load_universe(ROOT / "marketcov.yaml")
     symbols = {s.symbol for s in u.specs}
     assert {"AAPL", "MSFT", "SPY", "QQQ", "BTCUSDT", "ETHUSDT"} <= symbols
-    assert len(symbols) == 12 and len(u.specs) == 24
+    assert len(symbols) == 12 and len([s for s in u.specs if s.derived_from is None]) == 24
+    # every symbol with minute bars gets 5m, 15m and 1h candles resampled from them
+    derived = {(s.symbol, s.interval) for s in u.specs if s.derived_from == "1m"}
+    assert derived == {(sym, iv) for sym in symbols for iv in ("5m", "15m", "1h")}
     crypto = [s for s in u.specs if s.asset_class == "crypto"]
     assert {s.calendar for s in crypto} == {"24/7"}
     assert {s.window_days for s in u.specs if s.interval == "1d"} == {1095}
@@ -45,7 +48,7 @@ def test_default_universe_loads() -> None:
         (["intervals", "1m", "window_days"], 0, "intervals.1m.window_days"),
         (["intervals", "1m", "window_days"], 5000, "intervals.1m.window_days"),
         (["intervals", "1m", "min_completeness"], 1.5, "intervals.1m.min_completeness"),
-        (["intervals", "5m"], {"window_days": 10}, "unknown interval"),
+        (["intervals", "3m"], {"window_days": 10}, "unknown interval"),
         (["asset_classes", "us_equity", "colour"], "red", "asset_classes.us_equity.colour"),
         (["intervals", "1m", "refresh_every_minutes"], 0, "intervals.1m.refresh_every_minutes"),
         (["intervals", "1d", "freshness_threshold_minutes"], -5, "intervals.1d.freshness_threshold_minutes"),

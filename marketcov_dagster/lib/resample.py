@@ -1,0 +1,198 @@
+"""Resampled candles: longer intraday bars built from the stored minute bars of each session.
+
+A bar of ``N`` minutes opens at ``session open + k * N`` (XNYS at 09:30 New York time, crypto at
+00:00 UTC) and holds the session's minutes in ``[start, start + N)``: open = first open, high =
+max, low = min, close = last close, volume = sum. The session's last bar is short where the
+session ends mid-bucket (an early close). A bar is written only once it has ended, and only from
+the source bars that exist, so derived data never claims more than its source holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marketcov_dagster.lib.bars import COLUMNS, empty_frame, session_index, ts_iso
+from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
+from marketcov_dagster.lib.checksums import bars_checksum
+from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, expected_as_of
+from marketcov_dagster.lib.intervals import DERIVED_FROM, Interval, bar_ms
+from marketcov_dagster.lib.verify import MATCHES_SOURCE, CheckOutcome
+from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
+
+
+
+class SourceNotMaterializedError(ValueError):
+    """A derived partition was asked for while its source partition holds nothing yet."""
+
+
+def derived_vendor(source: Interval) -> str:
+    """What the lineage records as the "vendor" of a derived partition."""
+    return f"resampled:{source}"
+
+
+def resample_session(minutes: pd.DataFrame, bounds: SessionBounds, interval: Interval, now_ms: int) -> pd.DataFrame:
+    """The ``interval`` bars of one session from its canonical minute bars (sorted by ``ts``, all
+    inside the session); bars that have not ended by ``now_ms`` are left out."""
+    if minutes.empty:
+        return empty_frame()
+    step = bar_ms(interval)
+    ts = minutes["ts"].to_numpy(dtype=np.int64)
+    bucket = bounds.open_ms + (ts - bounds.open_ms) // step * step
+    first = np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))  # each bucket's first minute
+    last = np.append(first[1:], len(ts)) - 1
+    o, h, lo, c, v = (minutes[k].to_numpy(dtype=np.float64) for k in COLUMNS[1:])
+    out = pd.DataFrame(
+        {
+            "ts": bucket[first],
+            "open": o[first],
+            "high": np.maximum.reduceat(h, first),
+            "low": np.minimum.reduceat(lo, first),
+            "close": c[last],
+            "volume": np.add.reduceat(v, first),
+        }
+    )
+    starts, ends = bounds.bar_starts(interval), bounds.bar_ends(interval)
+    ended = np.isin(out["ts"].to_numpy(), starts[ends <= now_ms])
+    return out[ended].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class SourceFrames:
+    """The source bars of a run of sessions, split per session."""
+
+    by_session: dict[date, pd.DataFrame]
+    written: set[str]  # sessions whose source partition has been written (it may hold 0 bars)
+
+
+def read_source(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, source: Interval, bounds: Sequence[SessionBounds]
+) -> SourceFrames:
+    """One read of the source bars over the sessions, split per session; bars outside every
+    session (which the source's own checks report) are left out."""
+    lo = calendar.partition_window_ms(bounds[0].session)[0]
+    hi = calendar.partition_window_ms(bounds[-1].session)[1]
+    df = warehouse.read_bars(symbol, source, lo, hi)
+    where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
+    by_session = {b.session: df[where == i].reset_index(drop=True) for i, b in enumerate(bounds)}
+    keys = [b.session.isoformat() for b in bounds]
+    written = set(warehouse.latest_lineage_many(symbol, source, keys))
+    return SourceFrames(by_session, written)
+
+
+def derive_sessions(
+    *,
+    symbol: str,
+    interval: Interval,
+    calendar: TradingCalendar,
+    sessions: Sequence[date],
+    warehouse: Warehouse,
+    run_id: str,
+    now: datetime | None = None,
+) -> list[PartitionResult]:
+    """Resample the sessions from their stored source bars and write them (idempotently, with
+    checksums and lineage, as ingested partitions are). Raises before writing anything when a
+    session has not opened or its source partition was never written."""
+    source = DERIVED_FROM[interval]
+    now = now or datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
+    future = [b.session.isoformat() for b in bounds if b.open_ms > now_ms]
+    if future:
+        raise SessionNotStartedError(f"{symbol} {interval}: session(s) {future} have not opened yet")
+    frames = read_source(warehouse, calendar, symbol, source, bounds)
+    missing = [b.session.isoformat() for b in bounds if b.session.isoformat() not in frames.written]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SourceNotMaterializedError(
+            f"{symbol} {interval}: the {source} source holds nothing for {len(missing)} session(s) ({shown}); "
+            f"materialize ohlcv/{source}/{symbol} for them first"
+        )
+    fetched_at = now.astimezone(UTC).isoformat()
+    writes, results = [], []
+    for b in bounds:
+        bars = resample_session(frames.by_session[b.session], b, interval, now_ms)
+        want = expected_as_of(b, interval, now_ms)
+        checksum = bars_checksum(bars)
+        w0, w1 = calendar.partition_window_ms(b.session)
+        writes.append(
+            PartitionWrite(symbol, interval, b.session, w0, w1, bars, derived_vendor(source), want, checksum)
+        )
+        results.append(
+            PartitionResult(
+                session=b.session,
+                rows=len(bars),
+                expected_rows=want,
+                first_bar=ts_iso(int(bars["ts"].iloc[0])) if len(bars) else None,
+                last_bar=ts_iso(int(bars["ts"].iloc[-1])) if len(bars) else None,
+                checksum=checksum,
+                vendor=derived_vendor(source),
+                fetched_at=fetched_at,
+                session_closed=b.close_ms <= now_ms,
+                quarantined=0,
+                gap=len(bars) < want,
+                fetched_rows=len(frames.by_session[b.session]),
+            )
+        )
+    warehouse.write_partitions(writes, run_id)
+    return results
+
+
+def matches_source(
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    interval: Interval,
+    sessions: Sequence[date],
+    now: datetime | None = None,
+) -> dict[str, CheckOutcome]:
+    """Per session (ISO date): do the stored ``interval`` bars equal, exactly, the candles the
+    stored source bars give now? A damaged or rewritten source session fails until re-derived."""
+    if not sessions:
+        return {}
+    source = DERIVED_FROM[interval]
+    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
+    frames = read_source(warehouse, calendar, symbol, source, bounds)
+    stored = read_source(warehouse, calendar, symbol, interval, bounds).by_session
+    out = {}
+    for b in bounds:
+        want = resample_session(frames.by_session[b.session], b, interval, now_ms)
+        have = stored[b.session]
+        out[b.session.isoformat()] = _compare(want, have, source)
+    return out
+
+
+def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckOutcome:
+    merged = want.merge(have, on="ts", how="outer", suffixes=("_src", ""), indicator=True)
+    only_source = merged["_merge"] == "left_only"
+    only_stored = merged["_merge"] == "right_only"
+    both = merged["_merge"] == "both"
+    differ = np.zeros(len(merged), dtype=bool)
+    for c in COLUMNS[1:]:
+        differ |= both.to_numpy() & (merged[f"{c}_src"].to_numpy() != merged[c].to_numpy())
+    bad = only_source.to_numpy() | only_stored.to_numpy() | differ
+    meta: dict[str, Any] = {
+        "bars": len(have),
+        "source_bars_give": len(want),
+        "missing": int(only_source.sum()),
+        "extra": int(only_stored.sum()),
+        "different": int(differ.sum()),
+    }
+    if not bad.any():
+        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source} bars", meta)
+    examples = [ts_iso(int(t)) for t in merged["ts"].to_numpy()[bad][:3]]
+    meta["examples"] = examples
+    return CheckOutcome(
+        MATCHES_SOURCE,
+        False,
+        f"{int(bad.sum())} bar(s) differ from the candles of the stored {source} bars "
+        f"({meta['missing']} missing, {meta['extra']} extra, {meta['different']} different; e.g. {', '.join(examples)}): "
+        "re-derive the session",
+        meta,
+    )
