@@ -17,7 +17,6 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.crosscheck import daily_vs_minutes
 from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.universe import AssetSpecification, CrossIntervalSettings, VendorSettings
-from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.verify import (
     BAR_COUNT_MATCHES_CALENDAR,
     BARS_ARE_VALID,
@@ -29,6 +28,7 @@ from marketcov_dagster.lib.verify import (
     log_check_findings,
     verify_partitions,
 )
+from marketcov_dagster.lib.warehouse import Warehouse
 
 CHECK_DESCRIPTIONS = {
     BARS_ARE_VALID: "OHLC consistent, volume >= 0, no NaN, no duplicate timestamps, every bar inside the session.",

@@ -17,7 +17,6 @@ from marketcov_dagster.lib.resample import derive_sessions, matches_source
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.verify import MATCHES_SOURCE
 
-
 FOLLOW_SOURCE = (
     dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window()).with_label("follow_source")
 )

@@ -102,12 +102,13 @@ def session_index(ts: np.ndarray, sessions: Sequence[SessionBounds], interval: I
     if interval == "1d":
         ok = (i >= 0) & (ts == opens[k])
     elif interval != "1m":  # resampled bars: exactly the bucket starts each session has
-        starts = [s.bar_starts(interval) for s in sessions]
-        allowed = np.concatenate(starts)
-        owner = np.repeat(np.arange(len(sessions)), [len(x) for x in starts])
-        j = np.clip(np.searchsorted(allowed, ts), 0, max(len(allowed) - 1, 0))
-        ok = (len(allowed) > 0) & (allowed[j] == ts) if len(allowed) else np.zeros(len(ts), dtype=bool)
-        return np.where(ok, owner[j] if len(allowed) else -1, -1)
+        per_session = [s.bar_starts(interval) for s in sessions]
+        allowed = np.concatenate(per_session)
+        owner = np.repeat(np.arange(len(sessions)), [len(x) for x in per_session])
+        if not len(allowed):
+            return np.full(len(ts), -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(allowed, ts), 0, len(allowed) - 1)
+        return np.where(allowed[pos] == ts, owner[pos], -1)
     else:
         ok = (i >= 0) & (ts < closes[k]) & ((ts - opens[k]) % MINUTE_MS == 0)
         breaks = [(j, s.break_start_ms, s.break_end_ms) for j, s in enumerate(sessions) if s.break_start_ms is not None]

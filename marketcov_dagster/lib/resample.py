@@ -26,7 +26,6 @@ from marketcov_dagster.lib.verify import MATCHES_SOURCE, CheckOutcome
 from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
 
 
-
 class SourceNotMaterializedError(ValueError):
     """A derived partition was asked for while its source partition holds nothing yet."""
 
@@ -120,9 +119,7 @@ def derive_sessions(
         want = expected_as_of(b, interval, now_ms)
         checksum = bars_checksum(bars)
         w0, w1 = calendar.partition_window_ms(b.session)
-        writes.append(
-            PartitionWrite(symbol, interval, b.session, w0, w1, bars, derived_vendor(source), want, checksum)
-        )
+        writes.append(PartitionWrite(symbol, interval, b.session, w0, w1, bars, derived_vendor(source), want, checksum))
         results.append(
             PartitionResult(
                 session=b.session,
@@ -185,14 +182,13 @@ def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckO
         "different": int(differ.sum()),
     }
     if not bad.any():
-        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source} bars", meta)
+        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", meta)
     examples = [ts_iso(int(t)) for t in merged["ts"].to_numpy()[bad][:3]]
     meta["examples"] = examples
     return CheckOutcome(
         MATCHES_SOURCE,
         False,
-        f"{int(bad.sum())} bar(s) differ from the candles of the stored {source} bars "
-        f"({meta['missing']} missing, {meta['extra']} extra, {meta['different']} different; e.g. {', '.join(examples)}): "
-        "re-derive the session",
+        f"{int(bad.sum())} bar(s) differ from the candles of the stored {source} bars ({meta['missing']} missing, "
+        f"{meta['extra']} extra, {meta['different']} different; e.g. {', '.join(examples)}): re-derive the session",
         meta,
     )

@@ -18,7 +18,7 @@ from marketcov_dagster.lib.bars import required_bars, ts_iso, validate_bars
 from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import expected_as_of
-from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.warehouse import LineageRow, Warehouse
 
 BARS_ARE_VALID = "bars_are_valid"
@@ -208,7 +208,8 @@ def _outcomes(
 def log_check_findings(
     warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
 ) -> None:
-    """Record every failed ``checksum_matches``, ``daily_matches_minutes`` and ``matches_source`` and every bar outside the sessions in the
+    """Record every failed ``checksum_matches``, ``daily_matches_minutes`` and ``matches_source`` and every
+    bar outside the sessions in the
     remediation log (the same finding again adds nothing: see ``Warehouse.log_remediation``)."""
     entries = []
     for session, per_check in outcomes.items():

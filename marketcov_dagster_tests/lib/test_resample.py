@@ -4,6 +4,7 @@ damaged source session and passes again once the session is re-derived."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def test_candles_across_the_dst_change_equal_pandas(wh: Warehouse, interval: Int
 def test_the_thanksgiving_early_close_has_42_five_minute_bars_and_a_short_last_hour(wh: Warehouse) -> None:
     day = date(2024, 11, 29)  # XNYS closes at 13:00 New York
     _ingest(wh, XNYS, "AAPL", [day])
-    res = derive_sessions(symbol="AAPL", interval="5m", calendar=XNYS, sessions=[day], warehouse=wh, run_id="r", now=AFTER)
+    res = derive_sessions(
+        symbol="AAPL", interval="5m", calendar=XNYS, sessions=[day], warehouse=wh, run_id="r", now=AFTER
+    )
     assert res[0].rows == res[0].expected_rows == 42 and not res[0].gap
     derive_sessions(symbol="AAPL", interval="1h", calendar=XNYS, sessions=[day], warehouse=wh, run_id="r", now=AFTER)
     b = XNYS.bounds(day)
@@ -94,7 +97,8 @@ def test_the_thanksgiving_early_close_has_42_five_minute_bars_and_a_short_last_h
 def test_a_crypto_day_starts_at_midnight_utc(wh: Warehouse) -> None:
     day = date(2024, 6, 1)
     _ingest(wh, CRYPTO, "BTCUSDT", [day])
-    for interval, n in (("5m", 288), ("15m", 96), ("1h", 24)):
+    counts: list[tuple[Interval, int]] = [("5m", 288), ("15m", 96), ("1h", 24)]
+    for interval, n in counts:
         res = derive_sessions(
             symbol="BTCUSDT", interval=interval, calendar=CRYPTO, sessions=[day], warehouse=wh, run_id="r", now=AFTER
         )
@@ -116,9 +120,8 @@ def test_only_ended_bars_are_written_and_missing_minutes_stay_missing(wh: Wareho
     assert len(bars) == 11  # 09:30..10:25 is 12 buckets, 09:40 has no minute
     assert b.open_ms + 10 * 60_000 not in bars["ts"].tolist()
     twenty = bars[bars["ts"] == b.open_ms + 20 * 60_000].iloc[0]
-    assert twenty["volume"] == holed[(holed["ts"] >= b.open_ms + 20 * 60_000) & (holed["ts"] < b.open_ms + 25 * 60_000)][
-        "volume"
-    ].sum()
+    in_twenty = (holed["ts"] >= b.open_ms + 20 * 60_000) & (holed["ts"] < b.open_ms + 25 * 60_000)
+    assert twenty["volume"] == holed[in_twenty]["volume"].sum()
     assert int(bars["ts"].max()) == b.open_ms + 55 * 60_000
 
 
@@ -135,8 +138,9 @@ def test_matches_source_fails_on_a_damaged_minute_and_passes_after_rederiving(wh
     found = matches_source(wh, XNYS, "AAPL", "5m", days, AFTER)
     assert found["2024-11-26"].passed
     bad = found["2024-11-27"]
+    kw = {"symbol": "AAPL", "calendar": XNYS, "warehouse": wh}
     assert not bad.passed and bad.metadata["different"] == 1 and "re-derive" in bad.description
-    derive_sessions(symbol="AAPL", interval="5m", calendar=XNYS, sessions=[days[1]], warehouse=wh, run_id="r2", now=AFTER)
+    derive_sessions(**kw, interval="5m", sessions=[days[1]], run_id="r2", now=AFTER)  # type: ignore[arg-type]
     assert matches_source(wh, XNYS, "AAPL", "5m", days, AFTER)["2024-11-27"].passed
     lineage = wh.latest_lineage("AAPL", "5m", "2024-11-27")
     assert lineage is not None and lineage.vendor == "resampled:1m" and lineage.previous_checksum is not None
@@ -149,17 +153,28 @@ def test_nothing_is_derived_without_its_source_or_before_the_session(wh: Warehou
         derive_sessions(symbol="AAPL", interval="5m", calendar=XNYS, sessions=days, warehouse=wh, run_id="r", now=AFTER)
     with pytest.raises(SessionNotStartedError):
         derive_sessions(
-            symbol="AAPL", interval="5m", calendar=XNYS, sessions=days, warehouse=wh, run_id="r", now=datetime(2024, 11, 1, tzinfo=UTC)
+            symbol="AAPL",
+            interval="5m",
+            calendar=XNYS,
+            sessions=days,
+            warehouse=wh,
+            run_id="r",
+            now=datetime(2024, 11, 1, tzinfo=UTC),
         )
     assert wh.count_bars(interval="5m") == 0  # refused before writing anything
 
 
-def _universe(intervals: dict[str, object], ac_intervals: list[str] | None = None) -> None:
+def _universe(intervals: Mapping[str, object], ac_intervals: list[str] | None = None) -> None:
     parse_universe(
         {
             "intervals": intervals,
             "asset_classes": {
-                "eq": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ac_intervals or ["1m"], "symbols": ["A"]}
+                "eq": {
+                    "calendar": "XNYS",
+                    "vendors": ["synthetic"],
+                    "intervals": ac_intervals or ["1m"],
+                    "symbols": ["A"],
+                }
             },
         }
     )
@@ -169,7 +184,9 @@ def test_derived_intervals_are_configured_under_intervals_with_their_source() ->
     u = parse_universe(
         {
             "intervals": {"1m": {"window_days": 60, "min_completeness": 0.9}, "5m": {"from": "1m", "window_days": 30}},
-            "asset_classes": {"eq": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1m"], "symbols": ["A"]}},
+            "asset_classes": {
+                "eq": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1m"], "symbols": ["A"]}
+            },
         }
     )
     five = next(s for s in u.specs if s.interval == "5m")
