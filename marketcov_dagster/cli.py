@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
     b.add_argument(
+        "--indicators",
+        action="store_true",
+        help="also the indicator assets of the selected symbols and intervals (after their bars)",
+    )
+    b.add_argument(
         "--workers",
         type=_workers,
         help=f"processes running the runs side by side, at most {MAX_WORKERS} and never more than "
@@ -122,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--end", help="last session, YYYY-MM-DD (default: the latest opened session)")
     bs.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     bs.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
+    bs.add_argument(
+        "--indicators",
+        action="store_true",
+        help="add one column per indicator (sma_20, ema_12, rsi_14, atr_14, adx_14, macd, ret_1, ...; empty while "
+        "warming up); the interval must be listed under indicators: in the universe",
+    )
 
     u = _sub(sub, "ui")
     u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the UI has no login)")
@@ -248,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from marketcov_dagster.lib.universe import load_universe
+    from marketcov_dagster.lib.universe import ConfigError, load_universe
     from marketcov_dagster.lib.windows import parse_day
 
     universe = load_universe(args.config)
@@ -269,7 +280,12 @@ def _run(args: argparse.Namespace) -> int:
         start = parse_day(args.start, "--start") if args.start is not None else None
         end = parse_day(args.end, "--end") if args.end is not None else None
         _ensure_dagster_home()
-        return export_bars(spec[0], start, end, args.format, args.output)
+        if args.indicators and args.interval not in universe.config.indicators.intervals:
+            raise ConfigError(
+                f"--indicators: the universe computes indicators for {universe.config.indicators.intervals or 'no'} "
+                f"interval(s), not {args.interval} (add it under indicators: intervals:)"
+            )
+        return export_bars(spec[0], start, end, args.format, args.output, args.indicators)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
     start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
@@ -327,10 +343,18 @@ def _backfill(
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.defs.orphans import fail_orphaned_runs
     from marketcov_dagster.lib import coverage as cov
+    from marketcov_dagster.lib.universe import ConfigError
     from marketcov_dagster.lib.warehouse import Warehouse
 
     now = datetime.now(UTC)
-    plans = plan_backfill(specs, start, end, now)  # a bad range: one line, before anything is touched
+    if args.indicators:
+        with_ind = [s for s in specs if s.interval in universe.config.indicators.intervals]
+        if not with_ind:
+            raise ConfigError(
+                f"--indicators: none of the selected intervals has indicators "
+                f"(the universe computes them for {universe.config.indicators.intervals or 'none'})"
+            )
+    plans = plan_backfill(specs, start, end, now, universe.config.indicators.intervals if args.indicators else ())
     for p in plans:
         if p.skipped:
             print(f"marketcov: note: {p.job_name} skipped: {p.skipped}", file=sys.stderr)

@@ -7,14 +7,28 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from marketcov_dagster.lib.barsio import iter_bars, session_span_ms, write_csv, write_json, write_parquet
+from marketcov_dagster.lib.barsio import (
+    iter_bars,
+    session_span_ms,
+    with_indicators,
+    write_csv,
+    write_json,
+    write_parquet,
+)
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.universe import AssetSpecification, ConfigError
 from marketcov_dagster.lib.warehouse import existing_or_empty
 from marketcov_dagster.lib.windows import BadRangeError, window_start
 
 
-def export_bars(spec: AssetSpecification, start: date | None, end: date | None, fmt: str, output: str | None) -> int:
+def export_bars(
+    spec: AssetSpecification,
+    start: date | None,
+    end: date | None,
+    fmt: str,
+    output: str | None,
+    indicators: bool = False,
+) -> int:
     if fmt == "parquet" and not output:
         raise ConfigError("--format parquet is binary: give --output FILE")
     if output is not None and not output.strip():
@@ -30,6 +44,8 @@ def export_bars(spec: AssetSpecification, start: date | None, end: date | None, 
         raise BadRangeError(f"no {spec.calendar} session between {lo} and {hi}")
     wh = existing_or_empty()
     chunks = iter_bars(wh, spec.symbol, spec.interval, *session_span_ms(cal, sessions))
+    if indicators:
+        chunks = with_indicators(wh, spec.symbol, spec.interval, chunks)
     if fmt == "parquet":
         n = write_parquet(chunks, Path(str(output)))
     elif output:

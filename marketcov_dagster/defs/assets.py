@@ -15,6 +15,7 @@ from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.crosscheck import daily_vs_minutes
+from marketcov_dagster.lib.indicators import COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION
 from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.universe import AssetSpecification, CrossIntervalSettings, VendorSettings
 from marketcov_dagster.lib.verify import (
@@ -37,6 +38,9 @@ CHECK_DESCRIPTIONS = {
     CHECKSUM_MATCHES: "SHA-256 of the warehouse bars equals the checksum recorded when the partition was written.",
     DAILY_MATCHES_MINUTES: "The daily bar agrees with the session's minute bars: high >= every minute high, "
     "low <= every minute low, open, close and volume within the configured tolerances.",
+    COVERS_SOURCE_BARS: "One indicator row for every stored bar of the session.",
+    MATCHES_FULL_RECOMPUTATION: "Stored values equal a recomputation from the first stored bar "
+    "(incremental = full, to 1e-9 of each indicator's scale; NULL while warming up).",
     MATCHES_SOURCE: "Each resampled bar equals, exactly, the candle of its source bars: open = first open, "
     "high = max, low = min, close = last close, volume = sum.",
 }
@@ -144,20 +148,53 @@ def build_ohlcv_asset(
     extra: dict[str, ExtraCheck] = {}
     if cross is not None:
         extra[DAILY_MATCHES_MINUTES] = lambda wh, days: daily_vs_minutes(wh, cal, spec.symbol, days, cross)
-    return _asset, build_partition_checks(spec, partitions_def, extra)
+    return _asset, build_ohlcv_checks(spec, partitions_def, extra)
 
 
 ExtraCheck = Callable[[Warehouse, list[date]], dict[str, CheckOutcome]]
 """A check beyond the three every OHLCV asset has: outcomes per written session (ISO date)."""
 
+Evaluate = Callable[[Warehouse, list[date], str], dict[str, list[CheckOutcome]]]
+"""Checks of a run of sessions (warehouse, sessions, run id): the outcomes of each written session
+(ISO date), one per check in order; sessions never written are left out."""
 
-def build_partition_checks(
+
+def build_ohlcv_checks(
     spec: AssetSpecification, partitions_def: dg.PartitionsDefinition, extra: Mapping[str, ExtraCheck]
 ) -> dg.AssetChecksDefinition:
     """The per-partition checks of one OHLCV asset: the three every asset has, then ``extra``."""
-    key = dg.AssetKey(list(spec.key_path))
     cal = get_calendar(spec.calendar)
-    check_names = (*CHECK_NAMES, *extra)
+
+    def evaluate(wh: Warehouse, days: list[date], run_id: str) -> dict[str, list[CheckOutcome]]:
+        outcomes = verify_partitions(
+            warehouse=wh,
+            calendar=cal,
+            symbol=spec.symbol,
+            interval=spec.interval,
+            sessions=days,
+            min_completeness=spec.min_completeness,
+        )
+        for run_extra in extra.values():
+            for k, outcome in run_extra(wh, _sessions(list(outcomes))).items():
+                outcomes[k].append(outcome)
+        log_check_findings(wh, spec.symbol, spec.interval, outcomes, run_id)
+        return outcomes
+
+    key = dg.AssetKey(list(spec.key_path))
+    return build_partition_checks(
+        key, partitions_def, (*CHECK_NAMES, *extra), evaluate, f"{spec.symbol} {spec.interval}"
+    )
+
+
+def build_partition_checks(
+    key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    check_names: tuple[str, ...],
+    evaluate: Evaluate,
+    label: str,
+) -> dg.AssetChecksDefinition:
+    """Per-partition checks of one asset: a single-partition run yields each result; a range run
+    records each partition's result and yields one summary per check."""
     check_specs = [
         dg.AssetCheckSpec(name, asset=key, partitions_def=partitions_def, description=CHECK_DESCRIPTIONS[name])
         for name in check_names
@@ -167,23 +204,11 @@ def build_partition_checks(
     @dg.multi_asset_check(specs=check_specs, name=f"{key.to_python_identifier()}_checks", can_subset=True)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         keys = list(context.partition_keys)
-        wh = warehouse.get()
-        outcomes = verify_partitions(
-            warehouse=wh,
-            calendar=cal,
-            symbol=spec.symbol,
-            interval=spec.interval,
-            sessions=_sessions(keys),
-            min_completeness=spec.min_completeness,
-        )
-        for run_extra in extra.values():
-            for k, outcome in run_extra(wh, _sessions(list(outcomes))).items():
-                outcomes[k].append(outcome)
-        log_check_findings(wh, spec.symbol, spec.interval, outcomes, context.run.run_id)
+        outcomes = evaluate(warehouse.get(), _sessions(keys), context.run.run_id)
         unwritten = [k for k in keys if k not in outcomes]
         if unwritten:
             # nothing to check is not a failed check: no result, no alert, no remediation entry
-            context.log.info(f"{spec.symbol} {spec.interval}: {len(unwritten)} partition(s) not materialized")
+            context.log.info(f"{label}: {len(unwritten)} partition(s) not materialized")
         if not outcomes:
             return
         if context.has_partition_key:

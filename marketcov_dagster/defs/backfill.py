@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, process_tags
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
@@ -63,6 +64,16 @@ class GroupPlan:
     specs: list[AssetSpecification]
     sessions: list[date]
     skipped: str = ""  # why the group has no session to run (e.g. XNYS on a weekend range)
+    indicators: bool = False  # the indicator assets of ``specs`` rather than the bars
+
+    @property
+    def keys(self) -> list[dg.AssetKey]:
+        return [dg.AssetKey(list(s.indicator_key_path if self.indicators else s.key_path)) for s in self.specs]
+
+    @property
+    def stage(self) -> int:
+        """Bars fetched from vendors first, then candles resampled from them, then indicators."""
+        return 2 if self.indicators else 1 if self.specs[0].derived_from else 0
 
 
 def plan_backfill(
@@ -70,6 +81,7 @@ def plan_backfill(
     start: date | None,
     end: date | None,
     now: datetime,
+    indicator_intervals: Sequence[str] = (),
 ) -> list[GroupPlan]:
     """Resolve the session range per group, before anything runs. A group with no session in the
     range (an exchange over a weekend that crypto trades) is kept with ``skipped`` saying why;
@@ -88,6 +100,8 @@ def plan_backfill(
             plans.append(GroupPlan(name, members, [], skipped=str(e)))
             continue
         plans.append(GroupPlan(name, members, sessions))
+        if interval in indicator_intervals:
+            plans.append(GroupPlan(indicator_job_name(calendar, interval), members, sessions, indicators=True))
     if plans and not any(p.sessions for p in plans):
         raise BadRangeError("; ".join(dict.fromkeys(p.skipped for p in plans)))
     return plans
@@ -95,10 +109,9 @@ def plan_backfill(
 
 def stages(plans: Sequence[GroupPlan]) -> list[list[GroupPlan]]:
     """The plans in the order their data depends on each other: fetched bars first, then what is
-    resampled from them (each stage runs after the one before has finished)."""
-    fetched = [p for p in plans if p.specs[0].derived_from is None]
-    derived = [p for p in plans if p.specs[0].derived_from is not None]
-    return [s for s in (fetched, derived) if s]
+    derived from them (each stage runs after the one before has finished)."""
+    by_stage = [[p for p in plans if p.stage == i] for i in range(3)]
+    return [s for s in by_stage if s]
 
 
 PARTITIONS_PER_WORKER = 500
@@ -137,7 +150,12 @@ def shard_plans(plans: Sequence[GroupPlan], workers: int) -> list[list[GroupPlan
     shards = []
     for share in shares:
         if share:
-            shards.append([GroupPlan(plans[i].job_name, share[i], plans[i].sessions) for i in sorted(share)])
+            shards.append(
+                [
+                    GroupPlan(plans[i].job_name, share[i], plans[i].sessions, indicators=plans[i].indicators)
+                    for i in sorted(share)
+                ]
+            )
     return shards
 
 
@@ -278,7 +296,7 @@ def _run_plans(
         job = defs.resolve_job_def(plan.job_name)
         result = job.execute_in_process(
             instance=instance,
-            asset_selection=[dg.AssetKey(list(s.key_path)) for s in plan.specs],
+            asset_selection=plan.keys,
             tags={
                 RANGE_START_TAG: plan.sessions[0].isoformat(),
                 RANGE_END_TAG: plan.sessions[-1].isoformat(),

@@ -15,6 +15,7 @@ from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshnes
 from marketcov_dagster.defs.assets import build_ohlcv_asset
 from marketcov_dagster.defs.derived import build_derived_asset, build_derived_automation_sensor
 from marketcov_dagster.defs.healing import build_healing_sensor
+from marketcov_dagster.defs.indicators import build_indicator_asset, indicator_job_name
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY, OhlcvBarsIOManager
 from marketcov_dagster.defs.orphans import build_orphan_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
@@ -121,6 +122,19 @@ def build_definitions(
             group_assets.append(asset)
             checks.append(check)
         assets.extend(group_assets)
+        with_indicators = [s for s in specs if interval in universe.config.indicators.intervals]
+        if with_indicators:
+            built = [build_indicator_asset(s, pdef) for s in with_indicators]
+            derived.extend(a for a, _ in built)
+            assets.extend(a for a, _ in built)
+            checks.extend(c for _, c in built)
+            jobs.append(
+                dg.define_asset_job(
+                    indicator_job_name(calendar, interval),
+                    selection=dg.AssetSelection.assets(*(a for a, _ in built)),
+                    description=f"The indicators of every {interval} asset on the {calendar} calendar.",
+                )
+            )
         job_name = group_job_name(calendar, interval)
         if settings.derived_from is None:  # derived assets follow their source by automation
             schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
@@ -145,7 +159,7 @@ def build_definitions(
     reconcile_job, reconcile_schedule = build_reconcile_job(
         universe.specs, universe.config.vendors, universe.config.reconciliation, clock
     )
-    group_jobs = [j for j in jobs if not j.name.endswith("_verify_job")]
+    group_jobs = [j for j in jobs if j.name.startswith("ohlcv_") and not j.name.endswith("_verify_job")]
     sensors = [
         build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
         build_failure_sensor(universe.config.alerting.failure_interval_seconds),

@@ -9,7 +9,7 @@ from datetime import date
 
 import dagster as dg
 
-from marketcov_dagster.defs.assets import build_partition_checks, tag_value
+from marketcov_dagster.defs.assets import build_ohlcv_checks, tag_value
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
@@ -33,7 +33,7 @@ def build_derived_automation_sensor(derived: list[dg.AssetsDefinition]) -> dg.Au
         target=dg.AssetSelection.assets(*derived),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        description="Re-derives resampled candles when their source partitions are written.",
+        description="Re-derives resampled candles and indicators when the bars they come from are written.",
     )
 
 
@@ -95,4 +95,4 @@ def build_derived_asset(
         return dg.MaterializeResult()
 
     extra = {MATCHES_SOURCE: lambda wh, days: matches_source(wh, cal, spec.symbol, spec.interval, days)}
-    return _asset, build_partition_checks(spec, partitions_def, extra)
+    return _asset, build_ohlcv_checks(spec, partitions_def, extra)

@@ -5,7 +5,9 @@ written as CSV, strict JSON or Parquet. Plain Python; the Dagster input loader a
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,6 +53,15 @@ def iter_bars(
         after = int(df["ts"].iloc[-1])
 
 
+def with_indicators(
+    wh: Warehouse, symbol: str, interval: str, chunks: Iterator[pd.DataFrame]
+) -> Iterator[pd.DataFrame]:
+    """Each chunk of bars with one column per indicator (NaN where none is stored yet)."""
+    for df in chunks:
+        values = wh.read_indicators(symbol, interval, int(df["ts"].iloc[0]), int(df["ts"].iloc[-1]) + 1)
+        yield df.merge(values, on="ts", how="left")
+
+
 def read_sessions(
     wh: Warehouse, calendar: TradingCalendar, symbol: str, interval: str, sessions: Sequence[date]
 ) -> pd.DataFrame:
@@ -63,8 +74,8 @@ def read_sessions(
 
 
 def as_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """``ts`` as a UTC timestamp column, prices and volume as float64."""
-    out = df.astype({c: "float64" for c in COLUMNS[1:]})
+    """``ts`` as a UTC timestamp column, every other column as float64."""
+    out = df.astype({c: "float64" for c in df.columns if c != "ts"})
     out["ts"] = pd.to_datetime(df["ts"].astype("int64"), unit="ms", utc=True)
     return out.reset_index(drop=True)
 
@@ -73,9 +84,22 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _columns(first: pd.DataFrame | None) -> list[str]:
+    return list(first.columns) if first is not None else list(COLUMNS)
+
+
+def _peek(chunks: Iterator[pd.DataFrame]) -> tuple[pd.DataFrame | None, Iterator[pd.DataFrame]]:
+    first = next(chunks, None)
+    if first is None:
+        return None, iter(())
+    return first, itertools.chain([first], chunks)
+
+
 def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
+    """CSV with the bars' columns (and indicator columns when present, empty while warming up)."""
+    first, chunks = _peek(chunks)
     n = 0
-    out.write(",".join(COLUMNS) + "\n")
+    out.write(",".join(_columns(first)) + "\n")
     for df in chunks:
         ts = [_iso(int(t)) for t in df["ts"]]
         frame = df.assign(ts=ts)
@@ -85,14 +109,17 @@ def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
 
 
 def write_json(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
-    """A JSON array of ``{"ts", "open", "high", "low", "close", "volume"}``, written as it streams."""
+    """A JSON array of ``{"ts", "open", "high", "low", "close", "volume"}`` (plus one key per
+    indicator when present, null while warming up), written as it streams."""
+    first, chunks = _peek(chunks)
+    cols = _columns(first)
     n = 0
     out.write("[")
     for df in chunks:
-        values = {c: df[c].tolist() for c in COLUMNS}
+        values = {c: df[c].tolist() for c in cols}
         for i, ts in enumerate(values["ts"]):
             record: dict[str, Any] = {"ts": _iso(int(ts))}
-            record.update((c, float(values[c][i])) for c in COLUMNS[1:])
+            record.update((c, None if math.isnan(values[c][i]) else float(values[c][i])) for c in cols[1:])
             out.write(("," if n else "") + "\n" + json.dumps(record, allow_nan=False))
             n += 1
     out.write("\n]\n" if n else "]\n")
@@ -104,7 +131,8 @@ def write_parquet(chunks: Iterator[pd.DataFrame], path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("ts", pa.timestamp("ms", tz="UTC"))] + [(c, pa.float64()) for c in COLUMNS[1:]])
+    first, chunks = _peek(chunks)
+    schema = pa.schema([("ts", pa.timestamp("ms", tz="UTC"))] + [(c, pa.float64()) for c in _columns(first)[1:]])
     n = 0
     with pq.ParquetWriter(str(path), schema) as writer:
         for df in chunks:

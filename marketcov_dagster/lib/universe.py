@@ -239,6 +239,16 @@ class ReconciliationSettings(BaseModel):
     cron: str = Field(default="0 6 * * *", description="When the schedule runs (UTC), once started.")
 
 
+class IndicatorSettings(BaseModel):
+    """Indicator assets ``indicators/<interval>/<SYMBOL>`` (SMA, EMA, RSI, ATR, ADX, MACD, returns)."""
+
+    model_config = STRICT
+
+    intervals: list[Interval] = Field(
+        default_factory=list, description="Intervals whose every asset gets an indicator asset (e.g. [1d])."
+    )
+
+
 class SlaSettings(BaseModel):
     """Service levels the status API and page judge (verdicts shown in a banner, not alerts)."""
 
@@ -261,6 +271,7 @@ class UniverseConfig(BaseModel):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     daily_vs_minutes: CrossIntervalSettings = Field(default_factory=CrossIntervalSettings)
     reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -324,6 +335,9 @@ class UniverseConfig(BaseModel):
                     f"intervals.{iv}.window_days: {st.window_days} exceeds the maximum "
                     f"{MAX_WINDOW_DAYS[iv]} for {iv} bars"
                 )
+        for iv in self.indicators.intervals:
+            if iv not in self.intervals:
+                raise ValueError(f"indicators.intervals: {iv!r} has no settings under 'intervals'")
         seen: dict[str, str] = {}
         for name, ac in self.asset_classes.items():
             for sym in ac.symbols:
@@ -361,6 +375,11 @@ class AssetSpecification:
         """The Dagster pool capping concurrent steps against the first vendor of the chain
         (derived assets call no vendor: they share one pool of their own)."""
         return f"vendor_{self.vendors[0]}" if self.vendors else "derived"
+
+    @property
+    def indicator_key_path(self) -> tuple[str, str, str]:
+        """The key of the indicator asset computed from this asset's bars (when configured)."""
+        return ("indicators", self.interval, symbol_to_key_part(self.symbol))
 
     @property
     def source_key_path(self) -> tuple[str, str, str] | None:
@@ -413,6 +432,11 @@ class Universe:
                         )
                     )
         return out
+
+    @property
+    def indicator_specs(self) -> list[AssetSpecification]:
+        """The assets whose bars get an indicator asset."""
+        return [s for s in self.specs if s.interval in self.config.indicators.intervals]
 
     def select(
         self,

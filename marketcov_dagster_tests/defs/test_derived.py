@@ -15,6 +15,7 @@ from marketcov_dagster.defs.derived import DERIVED_AUTOMATION_SENSOR
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.indicators import INDICATOR_CHECKS
 from marketcov_dagster.lib.verify import CHECK_NAMES, MATCHES_SOURCE
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import small_universe
@@ -101,3 +102,30 @@ def test_a_derived_run_without_its_source_fails_clearly(tmp_path: Path) -> None:
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         assert "materialize ohlcv/1m/AAPL for them first" in str(failure.step_failure_data)
     assert Warehouse(url).count_bars(interval="5m") == 0
+
+
+def test_indicator_assets_follow_the_daily_bars(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    universe = small_universe(intervals=INTERVALS, indicators={"intervals": ["1d"]})
+    defs = build_definitions(universe, now=NOW, warehouse=WarehouseResource(url=url))
+    aapl_1d, ind = dg.AssetKey(["ohlcv", "1d", "AAPL"]), dg.AssetKey(["indicators", "1d", "AAPL"])
+    graph = defs.resolve_asset_graph()
+    assert graph.get(ind).parent_keys == {aapl_1d} and graph.get(ind).automation_condition is not None
+    assert not graph.has(dg.AssetKey(["indicators", "1m", "AAPL"]))  # only the configured intervals
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW)
+        assert run_range(defs, instance, "ohlcv_xnys_1d_job", [aapl_1d], *RANGE).success
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW, cursor=tick.cursor)
+        assert tick.get_requested_partitions(ind) == set(SESSIONS)
+        assert run_range(defs, instance, "indicators_xnys_1d_job", [ind], *RANGE).success
+        for k in SESSIONS:
+            for check in INDICATOR_CHECKS:
+                assert check_status(instance, ind, check, k) == "SUCCEEDED", (k, check)
+        (mat,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=ind, asset_partitions=[SESSIONS[0]]), limit=1
+        ).records
+        assert mat.asset_materialization is not None
+        assert mat.asset_materialization.metadata["warming_up"].value is True  # six sessions: no 20-bar SMA yet
+    rows = Warehouse(url).read_indicators("AAPL", "1d", -(2**62), 2**62)
+    assert len(rows) == len(SESSIONS) and rows["ret_1"].notna().sum() == len(SESSIONS) - 1

@@ -2,8 +2,9 @@
 
 Split by concern: ``schema`` (the tables and their migrations), ``core`` (URL, engine,
 transactions), ``lineage`` (lineage and the remediation log), ``bars`` (idempotent partition
-writes, reads, expiry), ``vendors`` (vendor state shared by every process). ``Warehouse``
-combines them; incidents and the outbox are read and written by ``lib.alerts`` on the same engine.
+writes, reads, expiry), ``vendors`` (vendor state shared by every process), ``indicators``
+(indicator values). ``Warehouse`` combines them; incidents and the outbox are read and written
+by ``lib.alerts`` on the same engine.
 Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
 one transaction, so reruns, overlapping backfills and retries can neither duplicate nor lose rows.
 """
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from marketcov_dagster.lib.warehouse.bars import RETENTION, BarsStore, PartitionWrite
 from marketcov_dagster.lib.warehouse.core import WAREHOUSE_URL_ENV, WarehouseError, default_warehouse_url, redact_url
+from marketcov_dagster.lib.warehouse.indicators import IndicatorStore
 from marketcov_dagster.lib.warehouse.lineage import LineageRow
 from marketcov_dagster.lib.warehouse.schema import (
     MIGRATIONS,
@@ -60,8 +62,8 @@ __all__ = [
 ]
 
 
-class Warehouse(BarsStore, VendorStateStore):
-    """The whole warehouse: bars with lineage and remediation, and shared vendor state."""
+class Warehouse(BarsStore, VendorStateStore, IndicatorStore):
+    """The whole warehouse: bars with lineage and remediation, shared vendor state, indicators."""
 
 
 def existing_or_empty(url: str | None = None) -> Warehouse:

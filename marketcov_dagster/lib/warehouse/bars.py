@@ -142,6 +142,22 @@ class BarsStore(LineageStore):
             df[c] = df[c].astype("float64")
         return df
 
+    def read_bars_before(self, symbol: str, interval: str, before_ms: int, limit: int) -> pd.DataFrame:
+        """The ``limit`` newest bars opening before ``before_ms``, oldest first."""
+        q = (
+            sa.select(*(bars.c[c] for c in COLUMNS))
+            .where(bars.c.symbol == symbol, bars.c.interval == interval, bars.c.ts < before_ms)
+            .order_by(bars.c.ts.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        df = pd.DataFrame(rows[::-1], columns=list(COLUMNS))
+        df["ts"] = df["ts"].astype("int64")
+        for c in COLUMNS[1:]:
+            df[c] = df[c].astype("float64")
+        return df
+
     def expire_before(
         self, symbol: str, interval: str, first_kept: str, cutoff_ms: int, run_id: str, empty_checksum: str
     ) -> tuple[list[str], int]:

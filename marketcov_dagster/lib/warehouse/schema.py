@@ -1,6 +1,6 @@
 """The warehouse tables (SQLAlchemy 2 Core), their schema version and migrations.
 
-Tables (schema version 3):
+Tables (schema version 4):
 
 * ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
 * ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
@@ -11,6 +11,8 @@ Tables (schema version 3):
   and run calling one vendor respects one rate (v2).
 * ``incidents``: freshness incidents, at most one open per asset, with when each was emailed (v3).
 * ``outbox``: every alert email, deduplicated by key, kept pending until SMTP accepts it (v3).
+* ``indicator_values``: technical indicators per (symbol, interval, ts) of stored bars, one column
+  per indicator, NULL while an indicator is warming up (v4).
 * ``schema_version``: the applied schema version; migrations run on start.
 """
 
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -168,9 +170,38 @@ outbox = sa.Table(
     sa.Index("ix_outbox_pending", "sent_at", "id"),
 )
 
+INDICATOR_COLUMNS = (
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "rsi_14",
+    "atr_14",
+    "adx_14",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "ret_1",
+    "ret_5",
+    "ret_20",
+    "ret_60",
+    "ret_252",
+)
+
+indicator_values = sa.Table(
+    "indicator_values",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    *(sa.Column(c, sa.Float(precision=53)) for c in INDICATOR_COLUMNS),
+)
+
 # schema version -> tables it adds; ensure_schema applies the missing ones in order
 MIGRATIONS: dict[int, list[sa.Table]] = {
     1: [bars, partition_lineage, remediation_log],
     2: [vendor_status, vendor_limits],
     3: [incidents, outbox],
+    4: [indicator_values],
 }

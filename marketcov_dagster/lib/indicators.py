@@ -1,0 +1,200 @@
+"""Technical indicators from stored OHLCV bars, computed with TA-Lib.
+
+SMA 20/50/200, EMA 12/26, RSI 14, ATR 14, ADX 14, MACD 12/26/9 and simple returns over 1, 5,
+20, 60 and 252 bars, one row per stored bar. A value needs history: where a bar has fewer bars
+before it than an indicator's lookback, the value is NULL (the partition says it is warming up)
+rather than a wrong number.
+
+Incremental = full: TA-Lib's recursive averages (EMA, RSI, ATR, ADX, MACD) depend on where the
+series starts, but forget it geometrically. A run reads ``WARMUP_BARS`` stored bars before its
+first session (or all there are), and the ``matches_full_recomputation`` check recomputes from
+the first stored bar: the two agree to ``REL_TOLERANCE`` (with 400 bars of warm-up the period-26
+EMA's start weighs ``(25/27)**400`` ~ 1e-13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import talib
+
+from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.ingest import SessionNotStartedError
+from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.verify import CheckOutcome
+from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
+
+WARMUP_BARS = 400
+REL_TOLERANCE = 1e-9
+MATCHES_FULL_RECOMPUTATION = "matches_full_recomputation"
+COVERS_SOURCE_BARS = "covers_source_bars"
+INDICATOR_CHECKS = (COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION)
+RETURN_PERIODS = (1, 5, 20, 60, 252)
+
+
+class SourceNotMaterializedError(ValueError):
+    """Indicators were asked for while the bars they come from have not been written."""
+
+
+def compute(bars: pd.DataFrame) -> pd.DataFrame:
+    """The indicators of each bar of a canonical frame (sorted by ``ts``): ``ts`` and one float
+    column per indicator (NaN while warming up)."""
+    c = bars["close"].to_numpy(dtype=np.float64)
+    h = bars["high"].to_numpy(dtype=np.float64)
+    lo = bars["low"].to_numpy(dtype=np.float64)
+    macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
+    out: dict[str, Any] = {
+        "ts": bars["ts"].to_numpy(dtype=np.int64),
+        "sma_20": talib.SMA(c, 20),
+        "sma_50": talib.SMA(c, 50),
+        "sma_200": talib.SMA(c, 200),
+        "ema_12": talib.EMA(c, 12),
+        "ema_26": talib.EMA(c, 26),
+        "rsi_14": talib.RSI(c, 14),
+        "atr_14": talib.ATR(h, lo, c, 14),
+        "adx_14": talib.ADX(h, lo, c, 14),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+    }
+    for n in RETURN_PERIODS:
+        r = np.full(len(c), np.nan)
+        if len(c) > n:
+            r[n:] = c[n:] / c[:-n] - 1.0
+        out[f"ret_{n}"] = r
+    return pd.DataFrame(out, columns=["ts", *INDICATOR_COLUMNS])
+
+
+@dataclass(frozen=True)
+class IndicatorResult:
+    session: date
+    rows: int
+    warming_up: list[str]  # indicators with no value yet on some bar of the session
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "warming_up": bool(self.warming_up),
+            "warming_up_indicators": self.warming_up,
+        }
+
+
+def _windows(calendar: TradingCalendar, sessions: Sequence[date]) -> list[tuple[int, int]]:
+    return [calendar.partition_window_ms(d) for d in sessions]
+
+
+def _in(ts: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    return (ts >= window[0]) & (ts < window[1])
+
+
+def derive_indicators(
+    *,
+    symbol: str,
+    interval: Interval,
+    calendar: TradingCalendar,
+    sessions: Sequence[date],
+    warehouse: Warehouse,
+    now: datetime | None = None,
+) -> list[IndicatorResult]:
+    """Compute and store the indicators of the sessions' bars, reading ``WARMUP_BARS`` bars of
+    history before them. Raises before writing anything when a session has not opened or its
+    bars were never written."""
+    days = sorted(set(sessions))
+    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
+    if future:
+        raise SessionNotStartedError(f"{symbol} {interval} indicators: session(s) {future} have not opened yet")
+    written = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in days])
+    missing = [d.isoformat() for d in days if d.isoformat() not in written]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SourceNotMaterializedError(
+            f"{symbol} {interval} indicators: no bars written for {len(missing)} session(s) ({shown}); "
+            f"materialize ohlcv/{interval}/{symbol} for them first"
+        )
+    windows = _windows(calendar, days)
+    history = warehouse.read_bars_before(symbol, interval, windows[0][0], WARMUP_BARS)
+    span = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
+    values = compute(pd.concat([history, span], ignore_index=True))
+    ts = values["ts"].to_numpy()
+    keep = np.zeros(len(values), dtype=bool)
+    results = []
+    for d, w in zip(days, windows, strict=True):
+        mine = _in(ts, w)
+        keep |= mine
+        part = values[mine]
+        warming = [c for c in INDICATOR_COLUMNS if part[c].isna().any()]
+        results.append(IndicatorResult(d, int(mine.sum()), warming))
+    warehouse.write_indicators(symbol, interval, windows, values[keep])
+    return results
+
+
+def verify_indicators(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, interval: Interval, sessions: Sequence[date]
+) -> dict[str, list[CheckOutcome]]:
+    """Per session whose bars were written: one stored indicator row per bar, and the stored values
+    equal (to ``REL_TOLERANCE``, NULLs in the same places) a recomputation from the first stored bar."""
+    days = sorted(set(sessions))
+    if not days:
+        return {}
+    written = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in days])
+    days = [d for d in days if d.isoformat() in written]
+    if not days:
+        return {}
+    windows = _windows(calendar, days)
+    full = compute(warehouse.read_bars(symbol, interval, -(2**62), windows[-1][1]))
+    stored = warehouse.read_indicators(symbol, interval, windows[0][0], windows[-1][1])
+    fts, sts = full["ts"].to_numpy(), stored["ts"].to_numpy()
+    out: dict[str, list[CheckOutcome]] = {}
+    for d, w in zip(days, windows, strict=True):
+        want, have = full[_in(fts, w)].reset_index(drop=True), stored[_in(sts, w)].reset_index(drop=True)
+        out[d.isoformat()] = [_covers(want, have), _matches(want, have)]
+    return out
+
+
+def _covers(want: pd.DataFrame, have: pd.DataFrame) -> CheckOutcome:
+    same = want["ts"].tolist() == have["ts"].tolist()
+    meta = {"bars": len(want), "indicator_rows": len(have)}
+    if same:
+        return CheckOutcome(COVERS_SOURCE_BARS, True, f"one indicator row for each of the {len(want)} bars", meta)
+    return CheckOutcome(
+        COVERS_SOURCE_BARS, False, f"{len(have)} indicator rows for {len(want)} stored bars: re-derive", meta
+    )
+
+
+def _matches(want: pd.DataFrame, have: pd.DataFrame) -> CheckOutcome:
+    if want["ts"].tolist() != have["ts"].tolist():
+        return CheckOutcome(MATCHES_FULL_RECOMPUTATION, False, "rows differ from the stored bars: re-derive", {})
+    differ = []
+    worst = 0.0
+    for c in INDICATOR_COLUMNS:
+        a, b = want[c].to_numpy(), have[c].to_numpy()
+        if not np.array_equal(np.isnan(a), np.isnan(b)):
+            differ.append(c)
+            continue
+        ok = ~np.isnan(a)
+        if ok.any():
+            # relative to the column's scale: a MACD histogram crossing zero is not a 100 % error
+            rel = np.abs(a[ok] - b[ok]) / max(float(np.abs(a[ok]).max()), 1e-12)
+            worst = max(worst, float(rel.max()))
+            if (rel > REL_TOLERANCE).any():
+                differ.append(c)
+    meta: dict[str, Any] = {"max_relative_difference": worst, "differing": differ}
+    warming = [c for c in INDICATOR_COLUMNS if have[c].isna().any()]
+    note = f"; warming up: {', '.join(warming)}" if warming else ""
+    if not differ:
+        return CheckOutcome(
+            MATCHES_FULL_RECOMPUTATION, True, f"equal to a full recomputation (max rel. diff {worst:.1e}){note}", meta
+        )
+    return CheckOutcome(
+        MATCHES_FULL_RECOMPUTATION,
+        False,
+        f"{', '.join(differ)} differ from a full recomputation (max rel. diff {worst:.1e}): re-derive",
+        meta,
+    )

@@ -1,0 +1,53 @@
+"""Indicator values: written per partition window, idempotently (delete the windows, insert), and
+read back by range."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from marketcov_dagster.lib.warehouse.core import WarehouseCore
+from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS, indicator_values
+
+
+class IndicatorStore(WarehouseCore):
+    def write_indicators(
+        self, symbol: str, interval: str, windows: Sequence[tuple[int, int]], values: pd.DataFrame
+    ) -> None:
+        """Replace the indicator rows inside ``windows`` with ``values`` (``ts`` plus one column per
+        indicator, NaN stored as NULL), in one transaction."""
+        t = indicator_values
+        rows = [
+            {"symbol": symbol, "interval": interval, "ts": int(r["ts"]), **{c: _num(r[c]) for c in INDICATOR_COLUMNS}}
+            for r in values.to_dict("records")
+        ]
+        with self.begin() as conn:
+            for lo, hi in windows:
+                conn.execute(
+                    t.delete().where(t.c.symbol == symbol, t.c.interval == interval, t.c.ts >= lo, t.c.ts < hi)
+                )
+            if rows:
+                conn.execute(t.insert(), rows)
+
+    def read_indicators(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        t = indicator_values
+        q = (
+            sa.select(t.c.ts, *(t.c[c] for c in INDICATOR_COLUMNS))
+            .where(t.c.symbol == symbol, t.c.interval == interval, t.c.ts >= start_ms, t.c.ts < end_ms)
+            .order_by(t.c.ts)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        df = pd.DataFrame(rows, columns=["ts", *INDICATOR_COLUMNS])
+        df["ts"] = df["ts"].astype("int64")
+        for c in INDICATOR_COLUMNS:
+            df[c] = df[c].astype("float64")
+        return df
+
+
+def _num(value: object) -> float | None:
+    f = float(value)  # type: ignore[arg-type]
+    return None if np.isnan(f) else f
