@@ -123,14 +123,18 @@ def derive_indicators(
     span = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
     values = compute(pd.concat([history, span], ignore_index=True))
     ts = values["ts"].to_numpy()
-    keep = np.zeros(len(values), dtype=bool)
-    results = []
-    for d, w in zip(days, windows, strict=True):
-        mine = _in(ts, w)
-        keep |= mine
-        part = values[mine]
-        warming = [c for c in INDICATOR_COLUMNS if part[c].isna().any()]
-        results.append(IndicatorResult(d, int(mine.sum()), warming))
+    starts = np.array([w[0] for w in windows], dtype=np.int64)
+    ends = np.array([w[1] for w in windows], dtype=np.int64)
+    pos = np.searchsorted(starts, ts, side="right") - 1
+    keep = (pos >= 0) & (ts < ends[np.clip(pos, 0, None)])  # the warm-up bars only feed the averages
+    nan = np.isnan(values[list(INDICATOR_COLUMNS)].to_numpy())
+    warming = np.zeros((len(days), len(INDICATOR_COLUMNS)), dtype=bool)
+    np.logical_or.at(warming, pos[keep], nan[keep])
+    rows = np.bincount(pos[keep], minlength=len(days))
+    results = [
+        IndicatorResult(d, int(rows[i]), [c for c, w in zip(INDICATOR_COLUMNS, warming[i], strict=True) if w])
+        for i, d in enumerate(days)
+    ]
     warehouse.write_indicators(symbol, interval, windows, values[keep])
     return results
 

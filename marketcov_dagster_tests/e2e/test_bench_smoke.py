@@ -18,6 +18,7 @@ BENCHES = [
     ["bench_coverage", "--scale", "2", "--calls", "2"],  # the scale point's generator, on PostgreSQL
     ["bench_freshness", "--smoke"],
     ["bench_load", "--smoke"],
+    ["bench_derived", "--smoke"],
     ["bench_api", "--smoke"],  # locust against a real `marketcov serve`, on PostgreSQL
 ]
 

@@ -20,14 +20,23 @@ class IndicatorStore(WarehouseCore):
         """Replace the indicator rows inside ``windows`` with ``values`` (``ts`` plus one column per
         indicator, NaN stored as NULL), in one transaction."""
         t = indicator_values
+        cols = list(INDICATOR_COLUMNS)
+        cells = values[cols].to_numpy(dtype=object, copy=True)
+        cells[np.isnan(values[cols].to_numpy(dtype=np.float64))] = None
         rows = [
-            {"symbol": symbol, "interval": interval, "ts": int(r["ts"]), **{c: _num(r[c]) for c in INDICATOR_COLUMNS}}
-            for r in values.to_dict("records")
+            {"symbol": symbol, "interval": interval, "ts": int(ts), **dict(zip(cols, row, strict=True))}
+            for ts, row in zip(values["ts"].tolist(), cells.tolist(), strict=True)
         ]
         with self.begin() as conn:
-            for lo, hi in windows:
+            if windows:  # one statement, executed once per window
                 conn.execute(
-                    t.delete().where(t.c.symbol == symbol, t.c.interval == interval, t.c.ts >= lo, t.c.ts < hi)
+                    t.delete().where(
+                        t.c.symbol == symbol,
+                        t.c.interval == interval,
+                        t.c.ts >= sa.bindparam("lo"),
+                        t.c.ts < sa.bindparam("hi"),
+                    ),
+                    [{"lo": lo, "hi": hi} for lo, hi in windows],
                 )
             if rows:
                 conn.execute(t.insert(), rows)
@@ -46,8 +55,3 @@ class IndicatorStore(WarehouseCore):
         for c in INDICATOR_COLUMNS:
             df[c] = df[c].astype("float64")
         return df
-
-
-def _num(value: object) -> float | None:
-    f = float(value)  # type: ignore[arg-type]
-    return None if np.isnan(f) else f
