@@ -12,6 +12,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -170,6 +171,13 @@ class TradingCalendar:
         if last is None:
             return cut
         return max(cut, int(self.bounds(last).bar_starts(interval)[-1]))
+
+    def closed_gaps_ms(self, start: date, end: date) -> list[tuple[int, int]]:
+        """``[close, next open)`` between consecutive sessions from ``start`` to ``end``: times at
+        which no bar of any interval may open (nights, weekends, holidays). Empty for 24/7."""
+        days = self.sessions(start, end)
+        bounds = [self.bounds(d) for d in days]
+        return [(a.close_ms, b.open_ms) for a, b in pairwise(bounds) if b.open_ms > a.close_ms]
 
     def day_window_ms(self, day: date) -> tuple[int, int]:
         """The calendar day ``day`` in exchange time, as UTC epoch-ms ``[start, end)``."""

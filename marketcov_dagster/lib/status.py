@@ -8,14 +8,31 @@ from datetime import datetime
 from typing import Any
 
 from marketcov_dagster.lib import alerts
+from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_all
 from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.windows import window_start
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def outside_session_bars(
+    warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime
+) -> dict[tuple[str, str], int]:
+    """Stored bars of each asset that open between two sessions of its window (a Saturday bar in
+    XNYS): no partition owns them. One indexed count per exchange asset (24/7 has no gaps)."""
+    out: dict[tuple[str, str], int] = {}
+    for s in specs:
+        cal = get_calendar(s.calendar)
+        gaps = cal.closed_gaps_ms(window_start(cal, s.window_days, now), now.date())
+        n = warehouse.count_bars_in(s.symbol, s.interval, gaps)
+        if n:
+            out[(s.symbol, s.interval)] = n
+    return out
 
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
@@ -23,6 +40,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
     ended_by = ended_cutoffs(specs, now)  # bars stamped later have not ended: not fresh, but counted
     results = freshness_all(specs, warehouse.latest_bar_ts(pairs, ended_by), now)
     unended = warehouse.count_bars_after(pairs, ended_by)
+    strays = outside_session_bars(warehouse, specs, now)
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins
@@ -35,6 +53,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
             {
                 **f.as_dict(),
                 "unended_bars": unended.get((f.symbol, f.interval), 0),
+                "outside_session_bars": strays.get((f.symbol, f.interval), 0),
                 "open_incident": inc["id"] if inc and inc["resolved_at"] is None else None,
                 "last_alert_at": _iso(max(sent)) if sent else None,
             }
@@ -110,6 +129,11 @@ def to_text(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {a['asset_key']}: {a['unended_bars']} stored bar(s) dated after now "
                 "(not counted as fresh; the verify job logs them as outside_sessions)"
+            )
+        if a.get("outside_session_bars"):
+            lines.append(
+                f"  {a['asset_key']}: {a['outside_session_bars']} stored bar(s) between sessions (a night, weekend "
+                "or holiday; bars_are_valid fails, the verify job logs them as outside_sessions)"
             )
     for m in report["recent_alerts"]:
         why = m["last_error"] or (

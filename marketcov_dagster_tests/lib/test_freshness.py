@@ -201,3 +201,27 @@ def test_status_reports_bars_dated_after_now(sqlite_warehouse) -> None:  # type:
     (asset,) = report["assets"]
     assert asset["unended_bars"] == 2 and asset["latest_end"] == "2025-02-03T16:01:00+00:00"
     assert "2 stored bar(s) dated after now" in to_text(report)
+
+
+def test_status_reports_bars_between_sessions(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from marketcov_dagster.lib.status import status_report, to_text
+
+    now = at("2025-02-03 12:00")  # a Monday
+    minute, daily, crypto = spec("1m"), spec("1d"), spec("1m", "24/7")
+    rows = [
+        (minute, ms("2025-01-31 15:59")),  # Friday's last minute: a real bar
+        (minute, ms("2025-02-01 11:00")),  # Saturday: XNYS is closed
+        (minute, ms("2025-01-31 17:30")),  # Friday after the close
+        (minute, ms("2025-02-03 08:00")),  # Monday before the open
+        (daily, ms("2025-01-20 09:30")),  # Martin Luther King Jr. Day: no session
+        (daily, ms("2025-01-31 09:30")),  # Friday's daily bar: a real one
+        (crypto, ms("2025-02-01 11:00", UTC_)),  # crypto trades on Saturdays
+    ]
+    for s, ts in rows:
+        sqlite_warehouse.execute(
+            "INSERT INTO bars VALUES (:s, :i, :ts, 1, 1, 1, 1, 1)", {"s": s.symbol, "i": s.interval, "ts": ts}
+        )
+    report = status_report(sqlite_warehouse, [minute, daily, crypto], now)
+    by_key = {a["asset_key"]: a["outside_session_bars"] for a in report["assets"]}
+    assert by_key == {"ohlcv/1m/AAPL": 3, "ohlcv/1d/AAPL": 1, "ohlcv/1m/BTCUSDT": 0}
+    assert "ohlcv/1m/AAPL: 3 stored bar(s) between sessions" in to_text(report)

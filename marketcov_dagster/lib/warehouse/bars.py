@@ -231,6 +231,16 @@ class BarsStore(LineageStore):
                     out[(sym, iv)] = int(ts)
         return out
 
+    def count_bars_in(self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]) -> int:
+        """Bars of one (symbol, interval) stamped inside any of ``ranges`` (``[lo, hi)``): one
+        indexed count, a range seek per range."""
+        if not ranges:
+            return 0
+        inside = sa.or_(*(sa.and_(bars.c.ts >= lo, bars.c.ts < hi) for lo, hi in ranges))
+        q = sa.select(sa.func.count()).where(bars.c.symbol == symbol, bars.c.interval == interval, inside)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
     def count_bars_after(
         self, pairs: Sequence[tuple[str, str]], after: Mapping[tuple[str, str], int]
     ) -> dict[tuple[str, str], int]:
