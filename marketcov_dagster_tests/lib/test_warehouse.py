@@ -164,7 +164,7 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path) -> None:  # typ
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     a = Warehouse(url)
     b = Warehouse(url)
-    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 3
+    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 4
 
 
 def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -180,13 +180,14 @@ def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> Non
         )
     engine.dispose()
     wh = Warehouse(url)
-    assert wh.schema_version() == 3 and wh.count_bars(symbol="OLD") == 1
+    assert wh.schema_version() == 4 and wh.count_bars(symbol="OLD") == 1
     wh.record_vendor_call("alpaca", "ok", "HTTP 200", 200)
     assert wh.vendor_statuses()[0]["state"] == "ok"
     assert wh.latest_bar_ts([("OLD", "1d"), ("NEW", "1d")]) == {("OLD", "1d"): 0}
-    with wh.engine.connect() as conn:  # the version-3 tables exist
+    with wh.engine.connect() as conn:  # the version-3 and version-4 tables exist
         assert conn.execute(sa.select(sa.func.count()).select_from(wh_module.incidents)).scalar_one() == 0
-    assert Warehouse(url).schema_version() == 3
+    assert wh.read_indicators("OLD", "1d", 0, 1).empty
+    assert Warehouse(url).schema_version() == 4
 
 
 def test_checksum_canonical_form() -> None:
