@@ -15,7 +15,7 @@ import dagster as dg
 
 from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
 from marketcov_dagster.lib import alerts
-from marketcov_dagster.lib.freshness import freshness_now
+from marketcov_dagster.lib.freshness import freshness_now, root_causes
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -54,7 +54,7 @@ def build_freshness_sensor(
         now = clock()
         wh = warehouse.get()
         results = freshness_now(wh, specs, now)
-        changes = alerts.update_incidents(wh, results, vendors_by_asset, email.style(), now)
+        changes = alerts.update_incidents(wh, root_causes(results, specs), vendors_by_asset, email.style(), now)
         flushed = alerts.flush_outbox(wh, email.settings())
         stale = [f.asset_key for f in results if f.stale]
         message = (

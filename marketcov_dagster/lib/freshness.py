@@ -155,6 +155,16 @@ def freshness_all(
     return [freshness(s, latest.get((s.symbol, s.interval)), now) for s in specs]
 
 
+def root_causes(results: Sequence[Freshness], specs: Sequence[AssetSpecification]) -> list[Freshness]:
+    """The results worth an incident: a resampled asset that is stale because its source is stale
+    is left out (one mail for the minute bars, not four), and so is left as it was."""
+    stale: set[tuple[str, str]] = {(f.symbol, f.interval) for f in results if f.stale}
+    source: dict[tuple[str, str], tuple[str, str]] = {
+        (s.symbol, s.interval): (s.symbol, s.derived_from) for s in specs if s.derived_from is not None
+    }
+    return [f for f in results if not (f.stale and source.get((f.symbol, f.interval)) in stale)]
+
+
 def longest_pause(calendar: TradingCalendar, today: date, until: str = "open") -> timedelta:
     """The longest stretch from one session's close to the next session's open (``until="open"``)
     or close (``"close"``) within a year either side of ``today``: a long weekend, Christmas, an

@@ -225,3 +225,28 @@ def test_status_reports_bars_between_sessions(sqlite_warehouse) -> None:  # type
     by_key = {a["asset_key"]: a["outside_session_bars"] for a in report["assets"]}
     assert by_key == {"ohlcv/1m/AAPL": 3, "ohlcv/1d/AAPL": 1, "ohlcv/1m/BTCUSDT": 0}
     assert "ohlcv/1m/AAPL: 3 stored bar(s) between sessions" in to_text(report)
+
+
+def test_a_candle_stale_because_its_minutes_are_is_not_a_second_incident() -> None:
+    from dataclasses import replace
+
+    from marketcov_dagster.lib.freshness import freshness_all, root_causes
+
+    now = at("2025-02-03 15:00")  # Monday, mid-session
+    minute = spec("1m")
+    five, hour = replace(spec("5m"), derived_from="1m"), replace(spec("1h"), derived_from="1m")
+    other = replace(spec("5m"), symbol="MSFT", derived_from="1m")
+    friday = ms("2025-01-31 15:55")  # every asset's newest bar is Friday's: all stale
+    latest: dict[tuple[str, str], int] = {(s.symbol, s.interval): friday for s in (minute, five, hour, other)}
+    results = freshness_all([minute, five, hour, other], latest, now)
+    assert all(f.stale for f in results)
+    kept = [f.asset_key for f in root_causes(results, [minute, five, hour, other])]
+    # AAPL's candles lag because its minutes do: one incident; MSFT's 5m has no stale source here
+    assert kept == ["ohlcv/1m/AAPL", "ohlcv/5m/MSFT"]
+    fresh_minutes = {**latest, ("AAPL", "1m"): ms("2025-02-03 14:40")}
+    results = freshness_all([minute, five, hour], fresh_minutes, now)
+    assert [f.asset_key for f in root_causes(results, [minute, five, hour])] == [
+        "ohlcv/1m/AAPL",
+        "ohlcv/5m/AAPL",
+        "ohlcv/1h/AAPL",
+    ]
