@@ -338,7 +338,7 @@ def _backfill(
 ) -> int:
     from functools import partial
 
-    from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill, stages
+    from marketcov_dagster.defs.backfill import auto_workers, instance_hint, plan_backfill, run_backfill
     from marketcov_dagster.defs.build import build_definitions
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.defs.orphans import fail_orphaned_runs
@@ -368,9 +368,7 @@ def _backfill(
         if hint:
             print(f"marketcov: note: {hint}", file=sys.stderr)
         try:
-            runs = []
-            for stage in stages(plans):  # bars before the candles resampled from them
-                runs += run_backfill(partial(build_definitions, universe, now), instance, stage, workers)
+            runs = run_backfill(partial(build_definitions, universe, now), instance, plans, workers)
         except KeyboardInterrupt:
             fail_orphaned_runs(instance)  # the runs of the workers just stopped
             raise

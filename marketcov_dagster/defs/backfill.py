@@ -190,22 +190,29 @@ def run_backfill(
     event_batch_size: int = EVENT_BATCH_SIZE,
     hold_connections: bool = True,
 ) -> list[GroupRun]:
-    """Run the plans; with ``workers`` > 1 in that many processes on the same Dagster instance.
+    """Run the plans, stage by stage (``stages``); with ``workers`` > 1 in that many processes on
+    the same Dagster instance.
 
     ``make_defs`` must be picklable (a module-level function or a ``functools.partial`` of one)
     when ``workers`` > 1: each worker builds its own definitions. ``event_batch_size`` (0: off)
     applies unless ``DAGSTER_EVENT_BATCH_SIZE`` is already set; ``hold_connections`` leaves
     ``instance`` (and each worker's) holding its database connections afterwards.
     """
-    shards = shard_plans(plans, workers)
+    out: list[GroupRun] = []
+    defs: dg.Definitions | None = None
     with _event_batching(event_batch_size):
-        if len(shards) <= 1:
-            return _run_plans(make_defs(), instance, [p for shard in shards for p in shard], hold_connections)
-        try:  # fail here, clearly, rather than as a broken pool in every worker
-            pickle.loads(pickle.dumps(make_defs))
-        except Exception as e:
-            raise TypeError(f"workers > 1 need definitions that can be sent to a worker process: {e}") from e
-        return _run_in_workers(make_defs, instance.get_ref(), shards, hold_connections)
+        for stage in stages(plans):  # bars before the candles and indicators derived from them
+            shards = shard_plans(stage, workers)
+            if len(shards) <= 1:
+                defs = defs or make_defs()
+                out += _run_plans(defs, instance, [p for shard in shards for p in shard], hold_connections)
+                continue
+            try:  # fail here, clearly, rather than as a broken pool in every worker
+                pickle.loads(pickle.dumps(make_defs))
+            except Exception as e:
+                raise TypeError(f"workers > 1 need definitions that can be sent to a worker process: {e}") from e
+            out += _run_in_workers(make_defs, instance.get_ref(), shards, hold_connections)
+    return out
 
 
 @contextmanager
