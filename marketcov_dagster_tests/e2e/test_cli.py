@@ -29,7 +29,18 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     recent = xnys.sessions(last - timedelta(days=14), last)[-5:]
 
     out = marketcov(
-        ["backfill", "--symbols", "AAPL,BRK.B", "--start", recent[0].isoformat(), "--end", recent[-1].isoformat()], env
+        [
+            "backfill",
+            "--symbols",
+            "AAPL,BRK.B",
+            "--intervals",
+            "1d,1m",
+            "--start",
+            str(recent[0]),
+            "--end",
+            str(recent[-1]),
+        ],
+        env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ohlcv_xnys_1d_job: 2 asset(s) x 5 session(s)" in out.stdout
@@ -56,7 +67,7 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     assert out.returncode == 0, out.stderr[-3000:]
     assert wh.count_bars() == before
 
-    cov = marketcov(["coverage", "--format", "json", "--symbols", "AAPL,BRK.B"], env)
+    cov = marketcov(["coverage", "--format", "json", "--symbols", "AAPL,BRK.B", "--intervals", "1d,1m"], env)
     assert cov.returncode == 0, cov.stderr[-3000:]
     doc = json.loads(cov.stdout)
     by_key = {a["asset_key"]: a for a in doc["assets"]}
@@ -73,7 +84,9 @@ def test_backfill_then_coverage(home: Path, backend: str, request: pytest.Fixtur
     synthetic = next(v for v in vendors if v["vendor"] == "synthetic")
     assert synthetic["state"] == "ok" and synthetic["calls"] >= 4 and synthetic["failures"] == 0
 
-    segments = marketcov(["coverage", "--format", "csv", "--view", "segments", "--symbols", "AAPL"], env)
+    segments = marketcov(
+        ["coverage", "--format", "csv", "--view", "segments", "--symbols", "AAPL", "--intervals", "1d,1m"], env
+    )
     lines = segments.stdout.splitlines()
     assert lines[0] == "asset_key,symbol,interval,start,end,sessions,rows" and len(lines) == 1 + 2, lines
     refused = marketcov(["coverage", "--view", "segments"], env)
@@ -94,7 +107,7 @@ def test_bad_input_is_refused_and_changes_nothing(home: Path) -> None:
             ["backfill", "--intervals", "1m", "--start", "2001-01-01", "--end", "2001-02-01"],
             "session between 2001-01-01 and 2001-02-01",
         ),
-        (["coverage", "--intervals", "5m"], "unknown interval"),
+        (["coverage", "--intervals", "30m"], "unknown interval"),
         (["backfill", "--workers", "0"], "--workers: '0' is not a positive whole number"),
         (["backfill", "--workers", "two"], "--workers: 'two' is not a positive whole number"),
     ]
