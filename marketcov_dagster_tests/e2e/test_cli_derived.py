@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -28,6 +29,10 @@ def _closed_sessions(n: int) -> list[str]:
 
 
 def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path) -> None:
+    cfg = yaml.safe_load((home / "marketcov.yaml").read_text())
+    cfg["intervals"]["5m"] = {"from": "1m"}
+    cfg["indicators"] = {"intervals": ["1d"]}
+    (home / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
     url = f"sqlite:///{home / 'wh.sqlite'}"
     env = base_env(home, url)
     days = _closed_sessions(3)
