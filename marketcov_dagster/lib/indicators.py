@@ -110,7 +110,7 @@ def derive_indicators(
     future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
     if future:
         raise SessionNotStartedError(f"{symbol} {interval} indicators: session(s) {future} have not opened yet")
-    written = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in days])
+    written = warehouse.written_sessions(symbol, interval, days[0].isoformat(), days[-1].isoformat())
     missing = [d.isoformat() for d in days if d.isoformat() not in written]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -119,6 +119,8 @@ def derive_indicators(
             f"materialize ohlcv/{interval}/{symbol} for them first"
         )
     windows = _windows(calendar, days)
+    contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
+    spans = [(windows[0][0], windows[-1][1])] if contiguous else windows
     history = warehouse.read_bars_before(symbol, interval, windows[0][0], WARMUP_BARS)
     span = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
     values = compute(pd.concat([history, span], ignore_index=True))
@@ -135,7 +137,7 @@ def derive_indicators(
         IndicatorResult(d, int(rows[i]), [c for c, w in zip(INDICATOR_COLUMNS, warming[i], strict=True) if w])
         for i, d in enumerate(days)
     ]
-    warehouse.write_indicators(symbol, interval, windows, values[keep])
+    warehouse.write_indicators(symbol, interval, spans, values[keep])
     return results
 
 
@@ -147,7 +149,7 @@ def verify_indicators(
     days = sorted(set(sessions))
     if not days:
         return {}
-    written = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in days])
+    written = warehouse.written_sessions(symbol, interval, days[0].isoformat(), days[-1].isoformat())
     days = [d for d in days if d.isoformat() in written]
     if not days:
         return {}

@@ -139,3 +139,21 @@ def test_nothing_is_computed_for_sessions_without_bars(wh: Warehouse) -> None:
     with pytest.raises(SourceNotMaterializedError, match=r"3 session\(s\).*materialize ohlcv/1d/AAPL"):
         derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=later, warehouse=wh)
     assert _all(wh).empty
+
+
+def test_indicators_round_trip_on_both_warehouses(warehouse: Warehouse) -> None:
+    days = SESSIONS[-30:]
+    ingest_sessions(
+        symbol="AAPL",
+        interval="1d",
+        calendar=XNYS,
+        sessions=days,
+        vendors=[SyntheticVendor(lambda _s: XNYS)],
+        warehouse=warehouse,
+        run_id="src",
+    )
+    derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=days, warehouse=warehouse)
+    derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=days[-3:], warehouse=warehouse)
+    got = _all(warehouse)
+    assert len(got) == 30 and got["sma_20"].iloc[:19].isna().all() and got["sma_20"].iloc[19:].notna().all()
+    assert all(o.passed for per in verify_indicators(warehouse, XNYS, "AAPL", "1d", days).values() for o in per)

@@ -58,6 +58,17 @@ class LineageStore(WarehouseCore):
         with self.engine.connect() as conn:
             return self._latest_lineage(conn, symbol, interval, sessions)
 
+    def written_sessions(self, symbol: str, interval: str, first: str, last: str) -> set[str]:
+        """Sessions from ``first`` to ``last`` (ISO dates) with any lineage row: written at least once."""
+        t = partition_lineage
+        q = (
+            sa.select(t.c.session)
+            .where(t.c.symbol == symbol, t.c.interval == interval, t.c.session.between(first, last))
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            return {str(s) for s in conn.execute(q).scalars()}
+
     def latest_lineage(self, symbol: str, interval: str, session: str) -> LineageRow | None:
         return self.latest_lineage_many(symbol, interval, [session]).get(session)
 
