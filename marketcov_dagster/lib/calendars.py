@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -192,6 +193,18 @@ class TradingCalendar:
         b = self.bounds(day)
         w0, w1 = self.day_window_ms(day)
         return min(w0, b.open_ms), max(w1, b.close_ms)
+
+    def partition_windows_ms(self, days: Sequence[date]) -> list[tuple[int, int]]:
+        """``partition_window_ms`` of many sessions at once (vectorised: a range of years costs a
+        millisecond, not one time-zone conversion per day)."""
+        if not days:
+            return []
+        idx = np.array([self._index[d] for d in days])
+        midnight = pd.DatetimeIndex([pd.Timestamp(d) for d in days]).tz_localize(str(self.tz))
+        nxt = (midnight.tz_localize(None) + pd.Timedelta(days=1)).tz_localize(str(self.tz))
+        w0 = np.minimum(midnight.as_unit("ms").asi8, self._open[idx])
+        w1 = np.maximum(nxt.as_unit("ms").asi8, self._close[idx])
+        return list(zip(w0.tolist(), w1.tolist(), strict=True))
 
 
 @lru_cache(maxsize=64)

@@ -85,10 +85,6 @@ class IndicatorResult:
         }
 
 
-def _windows(calendar: TradingCalendar, sessions: Sequence[date]) -> list[tuple[int, int]]:
-    return [calendar.partition_window_ms(d) for d in sessions]
-
-
 def _in(ts: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     return (ts >= window[0]) & (ts < window[1])
 
@@ -118,7 +114,7 @@ def derive_indicators(
             f"{symbol} {interval} indicators: no bars written for {len(missing)} session(s) ({shown}); "
             f"materialize ohlcv/{interval}/{symbol} for them first"
         )
-    windows = _windows(calendar, days)
+    windows = calendar.partition_windows_ms(days)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
     spans = [(windows[0][0], windows[-1][1])] if contiguous else windows
     history = warehouse.read_bars_before(symbol, interval, windows[0][0], WARMUP_BARS)
@@ -153,7 +149,7 @@ def verify_indicators(
     days = [d for d in days if d.isoformat() in written]
     if not days:
         return {}
-    windows = _windows(calendar, days)
+    windows = calendar.partition_windows_ms(days)
     full = compute(warehouse.read_bars(symbol, interval, -(2**62), windows[-1][1]))
     stored = warehouse.read_indicators(symbol, interval, windows[0][0], windows[-1][1])
     fts, sts = full["ts"].to_numpy(), stored["ts"].to_numpy()

@@ -115,3 +115,11 @@ def test_session_index_matches_the_calendar_including_lunch_breaks() -> None:
         opens = np.array([b.open_ms for b in bounds], dtype=np.int64)
         daily = np.sort(np.append(opens, opens[0] + 60_000))  # one stamp that is not a session open
         assert list(session_index(daily, bounds, "1d")) == [0, -1, *range(1, len(bounds))]
+
+
+@pytest.mark.parametrize("name", ["XNYS", "24/7", "XTKS"])
+def test_partition_windows_at_once_equal_one_by_one(name: str) -> None:
+    cal = get_calendar(name)
+    days = cal.sessions(date(2023, 1, 1), date(2024, 12, 31))  # both DST changes, every holiday
+    assert cal.partition_windows_ms(days) == [cal.partition_window_ms(d) for d in days]
+    assert cal.partition_windows_ms([]) == []
