@@ -79,8 +79,7 @@ def read_source(
     df = warehouse.read_bars(symbol, source, lo, hi)
     where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
     by_session = {b.session: df[where == i].reset_index(drop=True) for i, b in enumerate(bounds)}
-    keys = [b.session.isoformat() for b in bounds]
-    written = set(warehouse.latest_lineage_many(symbol, source, keys))
+    written = warehouse.written_sessions(symbol, source, bounds[0].session.isoformat(), bounds[-1].session.isoformat())
     return SourceFrames(by_session, written)
 
 
