@@ -347,13 +347,11 @@ def _backfill(
     from marketcov_dagster.lib.warehouse import Warehouse
 
     now = datetime.now(UTC)
-    if args.indicators:
-        with_ind = [s for s in specs if s.interval in universe.config.indicators.intervals]
-        if not with_ind:
-            raise ConfigError(
-                f"--indicators: none of the selected intervals has indicators "
-                f"(the universe computes them for {universe.config.indicators.intervals or 'none'})"
-            )
+    if args.indicators and not any(s.interval in universe.config.indicators.intervals for s in specs):
+        raise ConfigError(
+            f"--indicators: none of the selected intervals has indicators "
+            f"(the universe computes them for {universe.config.indicators.intervals or 'none'})"
+        )
     plans = plan_backfill(specs, start, end, now, universe.config.indicators.intervals if args.indicators else ())
     for p in plans:
         if p.skipped:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -150,12 +150,7 @@ def shard_plans(plans: Sequence[GroupPlan], workers: int) -> list[list[GroupPlan
     shards = []
     for share in shares:
         if share:
-            shards.append(
-                [
-                    GroupPlan(plans[i].job_name, share[i], plans[i].sessions, indicators=plans[i].indicators)
-                    for i in sorted(share)
-                ]
-            )
+            shards.append([replace(plans[i], specs=share[i]) for i in sorted(share)])
     return shards
 
 

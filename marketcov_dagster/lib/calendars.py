@@ -66,10 +66,13 @@ class SessionBounds:
         if interval == "1d":
             return np.array([self.open_ms], dtype=np.int64)
         minutes = self._minutes()
-        if interval == "1m":
-            return minutes
+        return minutes if interval == "1m" else np.unique(self.bucket_of(minutes, interval))
+
+    def bucket_of(self, ts: np.ndarray, interval: Interval) -> np.ndarray:
+        """The open time of the intraday ``interval`` bar each time in ``ts`` falls in, counting
+        whole bar lengths from the session open."""
         step = bar_ms(interval)
-        return np.unique(self.open_ms + (minutes - self.open_ms) // step * step)
+        return self.open_ms + (ts - self.open_ms) // step * step
 
     def bar_ends(self, interval: Interval) -> np.ndarray:
         """Epoch-ms end of each bar of ``bar_starts``: a bar ends after its last minute the session
@@ -79,8 +82,7 @@ class SessionBounds:
         minutes = self._minutes()
         if interval == "1m" or not len(minutes):
             return minutes + MINUTE_MS
-        step = bar_ms(interval)
-        bucket = self.open_ms + (minutes - self.open_ms) // step * step
+        bucket = self.bucket_of(minutes, interval)
         last = np.flatnonzero(np.diff(bucket, append=bucket[-1] + 1))  # each bucket's last minute
         return minutes[last] + MINUTE_MS
 

@@ -24,8 +24,8 @@ import pandas as pd
 import talib
 
 from marketcov_dagster.lib.calendars import TradingCalendar
-from marketcov_dagster.lib.ingest import SessionNotStartedError
 from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.resample import require_source
 from marketcov_dagster.lib.verify import CheckOutcome
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
@@ -36,10 +36,6 @@ MATCHES_FULL_RECOMPUTATION = "matches_full_recomputation"
 COVERS_SOURCE_BARS = "covers_source_bars"
 INDICATOR_CHECKS = (COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION)
 RETURN_PERIODS = (1, 5, 20, 60, 252)
-
-
-class SourceNotMaterializedError(ValueError):
-    """Indicators were asked for while the bars they come from have not been written."""
 
 
 def compute(bars: pd.DataFrame) -> pd.DataFrame:
@@ -103,17 +99,7 @@ def derive_indicators(
     bars were never written."""
     days = sorted(set(sessions))
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
-    future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
-    if future:
-        raise SessionNotStartedError(f"{symbol} {interval} indicators: session(s) {future} have not opened yet")
-    written = warehouse.written_sessions(symbol, interval, days[0].isoformat(), days[-1].isoformat())
-    missing = [d.isoformat() for d in days if d.isoformat() not in written]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise SourceNotMaterializedError(
-            f"{symbol} {interval} indicators: no bars written for {len(missing)} session(s) ({shown}); "
-            f"materialize ohlcv/{interval}/{symbol} for them first"
-        )
+    require_source(warehouse, calendar, symbol, interval, days, now_ms, f"{symbol} {interval} indicators")
     windows = calendar.partition_windows_ms(days)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
     spans = [(windows[0][0], windows[-1][1])] if contiguous else windows

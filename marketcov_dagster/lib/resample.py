@@ -10,7 +10,6 @@ the source bars that exist, so derived data never claims more than its source ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,13 +20,37 @@ from marketcov_dagster.lib.bars import COLUMNS, empty_frame, session_index, ts_i
 from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, expected_as_of
-from marketcov_dagster.lib.intervals import DERIVED_FROM, Interval, bar_ms
+from marketcov_dagster.lib.intervals import DERIVED_FROM, Interval
 from marketcov_dagster.lib.verify import MATCHES_SOURCE, CheckOutcome
 from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
 
 
 class SourceNotMaterializedError(ValueError):
     """A derived partition was asked for while its source partition holds nothing yet."""
+
+
+def require_source(
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    source: Interval,
+    days: Sequence[date],
+    now_ms: int,
+    label: str,
+) -> None:
+    """Refuse, before anything is read or written, sessions (sorted) that have not opened yet or
+    whose ``source`` bars were never written; ``label`` names what was asked for."""
+    future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
+    if future:
+        raise SessionNotStartedError(f"{label}: session(s) {future} have not opened yet")
+    written = warehouse.written_sessions(symbol, source, days[0].isoformat(), days[-1].isoformat())
+    missing = [d.isoformat() for d in days if d.isoformat() not in written]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SourceNotMaterializedError(
+            f"{label}: no {source} bars written for {len(missing)} session(s) ({shown}); "
+            f"materialize ohlcv/{source}/{symbol} for them first"
+        )
 
 
 def derived_vendor(source: Interval) -> str:
@@ -40,11 +63,9 @@ def resample_session(minutes: pd.DataFrame, bounds: SessionBounds, interval: Int
     inside the session); bars that have not ended by ``now_ms`` are left out."""
     if minutes.empty:
         return empty_frame()
-    step = bar_ms(interval)
-    ts = minutes["ts"].to_numpy(dtype=np.int64)
-    bucket = bounds.open_ms + (ts - bounds.open_ms) // step * step
+    bucket = bounds.bucket_of(minutes["ts"].to_numpy(dtype=np.int64), interval)
     first = np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))  # each bucket's first minute
-    last = np.append(first[1:], len(ts)) - 1
+    last = np.append(first[1:], len(bucket)) - 1
     o, h, lo, c, v = (minutes[k].to_numpy(dtype=np.float64) for k in COLUMNS[1:])
     out = pd.DataFrame(
         {
@@ -61,26 +82,16 @@ def resample_session(minutes: pd.DataFrame, bounds: SessionBounds, interval: Int
     return out[ended].reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class SourceFrames:
-    """The source bars of a run of sessions, split per session."""
-
-    by_session: dict[date, pd.DataFrame]
-    written: set[str]  # sessions whose source partition has been written (it may hold 0 bars)
-
-
 def read_source(
     warehouse: Warehouse, calendar: TradingCalendar, symbol: str, source: Interval, bounds: Sequence[SessionBounds]
-) -> SourceFrames:
-    """One read of the source bars over the sessions, split per session; bars outside every
+) -> dict[date, pd.DataFrame]:
+    """One read of ``source`` bars over the sessions, split per session; bars outside every
     session (which the source's own checks report) are left out."""
     lo = calendar.partition_window_ms(bounds[0].session)[0]
     hi = calendar.partition_window_ms(bounds[-1].session)[1]
     df = warehouse.read_bars(symbol, source, lo, hi)
     where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
-    by_session = {b.session: df[where == i].reset_index(drop=True) for i, b in enumerate(bounds)}
-    written = warehouse.written_sessions(symbol, source, bounds[0].session.isoformat(), bounds[-1].session.isoformat())
-    return SourceFrames(by_session, written)
+    return {b.session: df[where == i].reset_index(drop=True) for i, b in enumerate(bounds)}
 
 
 def derive_sessions(
@@ -99,22 +110,14 @@ def derive_sessions(
     source = DERIVED_FROM[interval]
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
-    bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
-    future = [b.session.isoformat() for b in bounds if b.open_ms > now_ms]
-    if future:
-        raise SessionNotStartedError(f"{symbol} {interval}: session(s) {future} have not opened yet")
+    days = sorted(set(sessions))
+    require_source(warehouse, calendar, symbol, source, days, now_ms, f"{symbol} {interval}")
+    bounds = [calendar.bounds(d) for d in days]
     frames = read_source(warehouse, calendar, symbol, source, bounds)
-    missing = [b.session.isoformat() for b in bounds if b.session.isoformat() not in frames.written]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise SourceNotMaterializedError(
-            f"{symbol} {interval}: the {source} source holds nothing for {len(missing)} session(s) ({shown}); "
-            f"materialize ohlcv/{source}/{symbol} for them first"
-        )
     fetched_at = now.astimezone(UTC).isoformat()
     writes, results = [], []
     for b in bounds:
-        bars = resample_session(frames.by_session[b.session], b, interval, now_ms)
+        bars = resample_session(frames[b.session], b, interval, now_ms)
         want = expected_as_of(b, interval, now_ms)
         checksum = bars_checksum(bars)
         w0, w1 = calendar.partition_window_ms(b.session)
@@ -132,7 +135,7 @@ def derive_sessions(
                 session_closed=b.close_ms <= now_ms,
                 quarantined=0,
                 gap=len(bars) < want,
-                fetched_rows=len(frames.by_session[b.session]),
+                fetched_rows=len(frames[b.session]),
             )
         )
     warehouse.write_partitions(writes, run_id)
@@ -155,10 +158,10 @@ def matches_source(
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
     frames = read_source(warehouse, calendar, symbol, source, bounds)
-    stored = read_source(warehouse, calendar, symbol, interval, bounds).by_session
+    stored = read_source(warehouse, calendar, symbol, interval, bounds)
     out = {}
     for b in bounds:
-        want = resample_session(frames.by_session[b.session], b, interval, now_ms)
+        want = resample_session(frames[b.session], b, interval, now_ms)
         have = stored[b.session]
         out[b.session.isoformat()] = _compare(want, have, source)
     return out

@@ -25,11 +25,13 @@ def outside_session_bars(
 ) -> dict[tuple[str, str], int]:
     """Stored bars of each asset that open between two sessions of its window (a Saturday bar in
     XNYS): no partition owns them. One indexed count per exchange asset (24/7 has no gaps)."""
+    gaps: dict[tuple[str, int], list[tuple[int, int]]] = {}  # one calendar walk per (calendar, window)
     out: dict[tuple[str, str], int] = {}
     for s in specs:
-        cal = get_calendar(s.calendar)
-        gaps = cal.closed_gaps_ms(window_start(cal, s.window_days, now), now.date())
-        n = warehouse.count_bars_in(s.symbol, s.interval, gaps)
+        if (s.calendar, s.window_days) not in gaps:
+            cal = get_calendar(s.calendar)
+            gaps[(s.calendar, s.window_days)] = cal.closed_gaps_ms(window_start(cal, s.window_days, now), now.date())
+        n = warehouse.count_bars_in(s.symbol, s.interval, gaps[(s.calendar, s.window_days)])
         if n:
             out[(s.symbol, s.interval)] = n
     return out

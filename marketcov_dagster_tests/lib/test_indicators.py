@@ -14,13 +14,9 @@ import pytest
 import talib
 
 from marketcov_dagster.lib.calendars import get_calendar
-from marketcov_dagster.lib.indicators import (
-    WARMUP_BARS,
-    SourceNotMaterializedError,
-    derive_indicators,
-    verify_indicators,
-)
+from marketcov_dagster.lib.indicators import WARMUP_BARS, derive_indicators, verify_indicators
 from marketcov_dagster.lib.ingest import ingest_sessions
+from marketcov_dagster.lib.resample import SourceNotMaterializedError
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
@@ -31,20 +27,19 @@ XNYS = get_calendar("XNYS")
 SESSIONS = XNYS.sessions(date(2022, 1, 3), date(2024, 6, 28))  # ~626 sessions: more than the warm-up
 
 
+def _ingest_daily(wh: Warehouse, days: list[date]) -> None:
+    vendor = SyntheticVendor(lambda _s: XNYS)
+    ingest_sessions(
+        symbol="AAPL", interval="1d", calendar=XNYS, sessions=days, vendors=[vendor], warehouse=wh, run_id="src"
+    )
+
+
 @pytest.fixture(scope="module")
 def daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse file with AAPL's daily bars over SESSIONS (copied per test)."""
     path = tmp_path_factory.mktemp("ind") / "wh.sqlite"
     wh = Warehouse(f"sqlite:///{path}")
-    ingest_sessions(
-        symbol="AAPL",
-        interval="1d",
-        calendar=XNYS,
-        sessions=SESSIONS,
-        vendors=[SyntheticVendor(lambda _s: XNYS)],
-        warehouse=wh,
-        run_id="src",
-    )
+    _ingest_daily(wh, SESSIONS)
     wh.dispose()
     return path
 
@@ -143,15 +138,7 @@ def test_nothing_is_computed_for_sessions_without_bars(wh: Warehouse) -> None:
 
 def test_indicators_round_trip_on_both_warehouses(warehouse: Warehouse) -> None:
     days = SESSIONS[-30:]
-    ingest_sessions(
-        symbol="AAPL",
-        interval="1d",
-        calendar=XNYS,
-        sessions=days,
-        vendors=[SyntheticVendor(lambda _s: XNYS)],
-        warehouse=warehouse,
-        run_id="src",
-    )
+    _ingest_daily(warehouse, days)
     derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=days, warehouse=warehouse)
     derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=days[-3:], warehouse=warehouse)
     got = _all(warehouse)
