@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from marketcov_dagster.defs.groups import step_error
 from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.freshness import freshness_now, root_causes
@@ -103,10 +104,8 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     for rec in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
         event = rec.event_log_entry.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
-        while error is not None and error.cause is not None:  # Dagster wraps the op's own exception
-            error = error.cause
         if event and error is not None:
-            out.append(f"step {event.step_key}: {error.message.strip()}")
+            out.append(f"step {event.step_key}: {step_error(error)}")
     return out
 
 

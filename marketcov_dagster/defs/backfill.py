@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from marketcov_dagster.defs.groups import step_error
 from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, process_tags
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
@@ -261,21 +262,12 @@ def _not_run(plan: GroupPlan, error: str) -> GroupRun:
 
 
 def failure_cause(events: Sequence[dg.DagsterEvent]) -> str:
-    """What made a run fail, in one line: the innermost error of its first failed step (e.g.
-    ``VendorError: alpaca: HTTP 422 invalid symbol``), not Dagster's "Execution of step … failed"."""
+    """What made a run fail, in one line: the op's own error of its first failed step (e.g.
+    ``ohlcv_xnys_1d: ohlcv/1d/AAPL: VendorError: …``), not Dagster's "Execution of step … failed"."""
     for e in events:
-        if e.event_type_value != "STEP_FAILURE" or e.step_failure_data is None:
-            continue
-        err = e.step_failure_data.error
-        while err is not None and err.cause is not None:
-            err = err.cause
-        if err is not None:
-            lines = [line for line in err.message.strip().splitlines() if line.strip()]
-            first = lines[0] if lines else err.cls_name or "error"
-            qualified, sep, rest = first.partition(": ")
-            if sep and "." in qualified and " " not in qualified:  # "pkg.mod.VendorError: …" -> "VendorError: …"
-                first = f"{qualified.rsplit('.', 1)[1]}: {rest}"
-            return f"{e.step_key}: {first}"
+        error = e.step_failure_data.error if e.step_failure_data is not None else None
+        if e.event_type_value == "STEP_FAILURE" and error is not None:
+            return f"{e.step_key}: {step_error(error)}"
     failures = [e.message for e in events if e.is_failure and e.message]
     return failures[0] if failures else "run failed"
 

@@ -12,10 +12,11 @@ from typing import Any
 import dagster as dg
 
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
-from marketcov_dagster.defs.assets import build_ohlcv_asset
-from marketcov_dagster.defs.derived import build_derived_asset, build_derived_automation_sensor
+from marketcov_dagster.defs.assets import ohlcv_member
+from marketcov_dagster.defs.derived import build_derived_automation_sensor, derived_member
+from marketcov_dagster.defs.groups import Member, build_group
 from marketcov_dagster.defs.healing import build_healing_sensor
-from marketcov_dagster.defs.indicators import build_indicator_asset, indicator_job_name
+from marketcov_dagster.defs.indicators import indicator_job_name, indicator_member
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY, OhlcvBarsIOManager
 from marketcov_dagster.defs.orphans import build_orphan_sensor
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions, verify_job_name
@@ -84,6 +85,27 @@ def email_resource() -> EmailResource:
     return EmailResource(**fields)
 
 
+def group_ops(
+    name: str, members: list[tuple[str, Member]], pdef: dg.PartitionsDefinition, label: str
+) -> list[dg.AssetsDefinition]:
+    """One op per Dagster pool of the group's (pool, member) pairs (a pool caps the steps that
+    call one vendor), named after the group, with the pool appended when the group spans several."""
+    by_pool: dict[str, list[Member]] = defaultdict(list)
+    for pool, member in members:
+        by_pool[pool].append(member)
+    return [
+        build_group(
+            name if len(by_pool) == 1 else f"{name}__{pool}",
+            pool_members,
+            pdef,
+            pool,
+            f"The {label} assets{'' if len(by_pool) == 1 else f' in pool {pool}'}: one step materializes and "
+            "checks the selected ones.",
+        )
+        for pool, pool_members in sorted(by_pool.items())
+    ]
+
+
 def build_definitions(
     universe: Universe,
     now: datetime | None = None,
@@ -101,57 +123,57 @@ def build_definitions(
         groups[spec.group].append(spec)
 
     assets: list[dg.AssetsDefinition] = []
-    checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
-    derived: list[dg.AssetsDefinition] = []
+    derived: list[dg.AssetKey] = []
     minutes = {s.symbol for s in universe.specs if s.interval == "1m"}  # daily bars checked against these
     for (calendar, interval), specs in sorted(groups.items()):
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
-        group_assets = []
         settings = universe.config.intervals[interval]
         fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
         policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+        members = []
         for spec in specs:
             if spec.derived_from is not None:
-                asset, check = build_derived_asset(spec, pdef, policy)
-                derived.append(asset)
+                members.append((spec.pool, derived_member(spec, pdef, policy)))
             else:
                 cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
-                asset, check = build_ohlcv_asset(spec, pdef, universe.config.vendors, policy, cross)
-            group_assets.append(asset)
-            checks.append(check)
-        assets.extend(group_assets)
-        with_indicators = [s for s in specs if interval in universe.config.indicators.intervals]
-        if with_indicators:
-            built = [build_indicator_asset(s, pdef) for s in with_indicators]
-            derived.extend(a for a, _ in built)
-            assets.extend(a for a, _ in built)
-            checks.extend(c for _, c in built)
-            jobs.append(
-                dg.define_asset_job(
-                    indicator_job_name(calendar, interval),
-                    selection=dg.AssetSelection.assets(*(a for a, _ in built)),
-                    description=f"The indicators of every {interval} asset on the {calendar} calendar.",
-                )
-            )
+                members.append((spec.pool, ohlcv_member(spec, pdef, universe.config.vendors, policy, cross)))
         job_name = group_job_name(calendar, interval)
+        assets += group_ops(job_name.removesuffix("_job"), members, pdef, f"{interval} {calendar}")
+        keys = [m.key for _, m in members]
         if settings.derived_from is None:  # derived assets follow their source by automation
             schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
+        else:
+            derived += keys
         jobs.append(
             dg.define_asset_job(
                 job_name,
-                selection=dg.AssetSelection.assets(*group_assets),
+                selection=dg.AssetSelection.assets(*keys),
                 description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
             )
         )
         jobs.append(
             dg.define_asset_job(
                 verify_job_name(calendar, interval),
-                selection=dg.AssetSelection.checks_for_assets(*group_assets),
+                selection=dg.AssetSelection.checks_for_assets(*keys),
                 description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
             )
         )
+        with_indicators = [s for s in specs if interval in universe.config.indicators.intervals]
+        if with_indicators:
+            name = indicator_job_name(calendar, interval)
+            indicators = [("derived", indicator_member(s, pdef)) for s in with_indicators]
+            assets += group_ops(name.removesuffix("_job"), indicators, pdef, f"{interval} {calendar} indicators")
+            indicator_keys = [m.key for _, m in indicators]
+            derived += indicator_keys
+            jobs.append(
+                dg.define_asset_job(
+                    name,
+                    selection=dg.AssetSelection.assets(*indicator_keys),
+                    description=f"The indicators of every {interval} asset on the {calendar} calendar.",
+                )
+            )
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )
@@ -171,7 +193,6 @@ def build_definitions(
     warehouse_res = warehouse or warehouse_resource()
     return dg.Definitions(
         assets=[*assets, report],
-        asset_checks=checks,
         jobs=[*jobs, retention_job, report_job, reconcile_job],
         sensors=sensors,
         schedules=[*schedules, retention_schedule, report_schedule, reconcile_schedule],

@@ -2,18 +2,17 @@
 ``ohlcv/<interval>/<SYMBOL>``, on the same session partitions, re-derived automatically when a
 bars partition is written. Values live in the warehouse's ``indicator_values`` table; downstream
 assets and ``marketcov bars --indicators`` read them from there.
-
-No ``from __future__ import annotations`` here: Dagster inspects the context annotations.
 """
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
-from marketcov_dagster.defs.assets import build_partition_checks, tag_value
+from marketcov_dagster.defs.assets import asset_tags
 from marketcov_dagster.defs.derived import FOLLOW_SOURCE
+from marketcov_dagster.defs.groups import Member, RunScope
 from marketcov_dagster.defs.partitions import group_job_name
-from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.indicators import INDICATOR_CHECKS, derive_indicators, verify_indicators
 from marketcov_dagster.lib.universe import AssetSpecification
@@ -26,52 +25,37 @@ def indicator_job_name(calendar: str, interval: str) -> str:
     return group_job_name(calendar, interval).replace("ohlcv_", "indicators_", 1)
 
 
-def build_indicator_asset(
-    spec: AssetSpecification, partitions_def: dg.PartitionsDefinition
-) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
-    key = dg.AssetKey(list(spec.indicator_key_path))
+def indicator_member(spec: AssetSpecification, partitions_def: dg.PartitionsDefinition) -> Member:
     source_key = dg.AssetKey(list(spec.key_path))
     cal = get_calendar(spec.calendar)
-
-    @dg.asset(
-        key=key,
+    asset_spec = dg.AssetSpec(
+        key=dg.AssetKey(list(spec.indicator_key_path)),
         deps=[source_key],
         partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=f"indicators_{spec.interval}",
         automation_condition=FOLLOW_SOURCE,
         description=(
             f"Indicators of {spec.symbol}'s {spec.interval} bars ({', '.join(INDICATOR_COLUMNS)}), computed with "
             f"TA-Lib from {source_key.to_user_string()}; one partition per session, NULL while warming up."
         ),
-        tags={
-            "asset_class": tag_value(spec.asset_class),
-            "exchange": tag_value(spec.calendar),
-            "interval": spec.interval,
-        },
+        tags=asset_tags(spec),
         metadata={"symbol": spec.symbol, "interval": spec.interval, "calendar": spec.calendar},
         kinds={"sql", "pandas"},
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+
+    def materialize(scope: RunScope, days: list[date]) -> dict[str, dict[str, Any]]:
         results = derive_indicators(
-            symbol=spec.symbol,
-            interval=spec.interval,
-            calendar=cal,
-            sessions=[date.fromisoformat(k) for k in context.partition_keys],
-            warehouse=warehouse.get(),
+            symbol=spec.symbol, interval=spec.interval, calendar=cal, sessions=days, warehouse=scope.warehouse
         )
-        for r in results:
-            context.add_asset_metadata(r.metadata(), partition_key=r.session.isoformat())
         warming = [r.session.isoformat() for r in results if r.warming_up]
-        context.log.info(
+        scope.log.info(
             f"{spec.symbol} {spec.interval} indicators: {len(results)} partition(s), "
             f"{sum(r.rows for r in results)} rows"
             + (f"; {len(warming)} partition(s) still warming up (from {warming[0]})" if warming else "")
         )
-        return dg.MaterializeResult()
+        return {r.session.isoformat(): r.metadata() for r in results}
 
     def evaluate(wh: Warehouse, days: list[date], run_id: str) -> dict[str, list[CheckOutcome]]:
         return verify_indicators(wh, cal, spec.symbol, spec.interval, days)
 
-    checks = build_partition_checks(key, partitions_def, INDICATOR_CHECKS, evaluate, f"{spec.symbol} indicators")
-    return _asset, checks
+    return Member(asset_spec, INDICATOR_CHECKS, materialize, evaluate)

@@ -151,7 +151,7 @@ def test_failure_sensor_mails_each_failed_run_and_failed_check_once(setup, smtp_
     subjects = smtp_server.subjects()
     assert subjects[0] == f"[marketcov] RUN FAILED ohlcv_xnys_1d_job (run {failed.run_id[:8]})"
     assert f"http://ui.test:3000/runs/{failed.run_id}" in smtp_server.body(0)
-    assert "step ohlcv__1d__AAPL: " in smtp_server.body(0)
+    assert "step ohlcv_xnys_1d: ohlcv/1d/AAPL: VendorError: " in smtp_server.body(0)
     assert "AAPL 1d: every vendor failed: ['alpaca: no API key" in smtp_server.body(0)
     check_mails = sorted(subjects[1:])
     assert [s.split(" (run")[0] for s in check_mails] == [

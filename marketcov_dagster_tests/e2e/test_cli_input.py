@@ -128,5 +128,5 @@ def test_a_failed_runs_line_names_its_cause(home: Path) -> None:
         out = marketcov(["backfill"], {**base_env(home, None), "MARKETCOV_BINANCE_BASE_URL": server.url})
     assert out.returncode == 1, out.stderr[-2000:]
     (line,) = [x for x in out.stdout.splitlines() if "FAILED" in x]
-    assert "FAILED: ohlcv__1d__ZZZUSDT: VendorError: all vendors" in line, line
+    assert "FAILED: ohlcv_24_7_1d: ohlcv/1d/ZZZUSDT: VendorError: all vendors" in line, line
     assert "Invalid symbol. (code -1121)" in line and "Execution of step" not in line, line
