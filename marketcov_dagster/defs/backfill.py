@@ -265,9 +265,10 @@ def failure_cause(events: Sequence[dg.DagsterEvent]) -> str:
     """What made a run fail, in one line: the op's own error of its first failed step (e.g.
     ``ohlcv_xnys_1d: ohlcv/1d/AAPL: VendorError: …``), not Dagster's "Execution of step … failed"."""
     for e in events:
-        error = e.step_failure_data.error if e.step_failure_data is not None else None
-        if e.event_type_value == "STEP_FAILURE" and error is not None:
-            return f"{e.step_key}: {step_error(error)}"
+        if e.event_type_value != "STEP_FAILURE" or e.step_failure_data is None:
+            continue
+        if e.step_failure_data.error is not None:
+            return f"{e.step_key}: {step_error(e.step_failure_data.error)}"
     failures = [e.message for e in events if e.is_failure and e.message]
     return failures[0] if failures else "run failed"
 
