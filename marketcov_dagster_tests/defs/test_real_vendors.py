@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from marketcov_dagster.defs.backfill import failure_cause
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
@@ -19,6 +20,7 @@ from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.universe import parse_universe
+from marketcov_dagster.lib.verify import CHECK_NAMES
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.fakes.vendor_servers import (
     FakeAlpaca,
@@ -238,3 +240,50 @@ def test_keys_appear_in_no_log_metadata_event_or_table(
         ]:
             assert secret not in text, f"{secret[:4]}… leaked into {where}"
         assert secret.encode() not in files, f"{secret[:4]}… leaked into a file under DAGSTER_HOME or the warehouse"
+
+
+def test_one_failing_symbol_leaves_the_rest_of_its_group_written_and_checked(
+    tmp_path: Path, servers: dict[str, FakeVendorServer]
+) -> None:
+    """A group's assets share one step: an unknown symbol fails the step, naming itself and the
+    vendor's answer, after the others were written and checked."""
+    cfg = {
+        "intervals": {"1d": {"window_days": 1095}},
+        "asset_classes": {
+            "crypto": {
+                "calendar": "24/7",
+                "vendors": ["binance"],
+                "intervals": ["1d"],
+                "symbols": ["ZZZUSDT", "BTCUSDT"],  # the failing one first
+            }
+        },
+        "vendors": {"binance": FAST},
+    }
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    defs = build_definitions(
+        parse_universe(cfg), now=NOW, warehouse=WarehouseResource(url=url), vendors=vendors_resource(servers)
+    )
+    start, end = CRYPTO_RANGE
+    sessions = [
+        d.isoformat() for d in get_calendar("24/7").sessions(date.fromisoformat(start), date.fromisoformat(end))
+    ]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = defs.resolve_job_def("ohlcv_24_7_1d_job").execute_in_process(
+            instance=instance, tags={RANGE_START_TAG: start, RANGE_END_TAG: end}, raise_on_error=False
+        )
+        assert not result.success
+        assert "ohlcv_24_7_1d: ohlcv/1d/ZZZUSDT: VendorError" in failure_cause(result.all_events)
+        assert "Invalid symbol" in failure_cause(result.all_events)
+
+        btc, zzz = dg.AssetKey(["ohlcv", "1d", "BTCUSDT"]), dg.AssetKey(["ohlcv", "1d", "ZZZUSDT"])
+        written = {r.partition_key for r in instance.fetch_materializations(btc, limit=100).records}
+        assert written == set(sessions)
+        assert not instance.fetch_materializations(zzz, limit=100).records
+        evaluations = [
+            e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        per_partition = {(ev.check_name, ev.partition) for ev in evaluations if ev.asset_key == btc and ev.partition}
+        assert per_partition == {(c, s) for c in CHECK_NAMES for s in sessions}
+        assert all(ev.passed for ev in evaluations if ev.asset_key == btc)
+        assert not [ev for ev in evaluations if ev.asset_key == zzz]  # nothing written, nothing checked
+    assert len(Warehouse(url).read_bars("BTCUSDT", "1d", 0, 2**62)) == len(sessions)
