@@ -26,7 +26,7 @@ from marketcov_dagster.lib.universe import load_universe
 from marketcov_dagster_tests.e2e.conftest import ROOT, base_env, free_port, marketcov, open_instance, wait_until
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SHOTS = ("asset_partitions.png", "coverage_heatmap.png", "coverage_report.png")
+SHOTS = ("asset_partitions.png", "coverage_heatmap.png", "coverage_report.png", "derived_lineage.png")
 SCREENSHOTS = Path(os.environ.get("MARKETCOV_SCREENSHOT_DIR") or ROOT / "artifacts" / "screenshots")
 
 
@@ -77,7 +77,11 @@ def test_partitions_view_and_coverage_report_in_chromium(
 
     assert isinstance(browser, WebDriver)
     cfg = yaml.safe_load((home / "marketcov.yaml").read_text())
-    cfg["intervals"] = {"1d": {"window_days": 60}, "1m": {"window_days": 20, "min_completeness": 0.98}}
+    cfg["intervals"] = {
+        "1d": {"window_days": 60},
+        "1m": {"window_days": 20, "min_completeness": 0.98},
+        "5m": {"from": "1m"},  # the candles, to see them in the lineage with their automation
+    }
     (home / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
     env = base_env(home, None)
     xnys = get_calendar("XNYS")
@@ -173,6 +177,14 @@ def test_partitions_view_and_coverage_report_in_chromium(
         assert browser.find_element(By.XPATH, heatmap).get_attribute("src").startswith("data:image/png;base64,")
         time.sleep(1)  # let the dialog finish fading in before the picture is taken (nothing is asserted on it)
         browser.save_screenshot(str(SCREENSHOTS / "coverage_heatmap.png"))
+
+        # the candles: their automation condition on the asset's page, their source in its lineage
+        browser.get(f"{base}/assets/ohlcv/5m/AAPL")
+        wait_until(lambda: "follow_source" in body(), 60, "the candle asset's automation condition", log)
+        browser.get(f"{base}/assets/ohlcv/5m/AAPL?view=lineage&lineageScope=upstream")
+        wait_until(lambda: body().count("AAPL") >= 2 and "1m" in body(), 60, "the candle asset's lineage", log)
+        time.sleep(2)  # the graph lays itself out after its nodes appear
+        browser.save_screenshot(str(SCREENSHOTS / "derived_lineage.png"))
     finally:
         web.terminate()
         web.wait(timeout=30)
