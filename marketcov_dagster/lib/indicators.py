@@ -103,9 +103,7 @@ def derive_indicators(
     windows = calendar.partition_windows_ms(days)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
     spans = [(windows[0][0], windows[-1][1])] if contiguous else windows
-    history = warehouse.read_bars_before(symbol, interval, windows[0][0], WARMUP_BARS)
-    span = warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1])
-    values = compute(pd.concat([history, span], ignore_index=True))
+    values = compute(warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1], history=WARMUP_BARS))
     ts = values["ts"].to_numpy()
     starts = np.array([w[0] for w in windows], dtype=np.int64)
     ends = np.array([w[1] for w in windows], dtype=np.int64)
@@ -115,8 +113,10 @@ def derive_indicators(
     warming = np.zeros((len(days), len(INDICATOR_COLUMNS)), dtype=bool)
     np.logical_or.at(warming, pos[keep], nan[keep])
     rows = np.bincount(pos[keep], minlength=len(days))
+    names = np.array(INDICATOR_COLUMNS)
+    any_warming = np.any(warming, axis=1).tolist()
     results = [
-        IndicatorResult(d, int(rows[i]), [c for c, w in zip(INDICATOR_COLUMNS, warming[i], strict=True) if w])
+        IndicatorResult(d, int(rows[i]), names[warming[i]].tolist() if any_warming[i] else [])
         for i, d in enumerate(days)
     ]
     warehouse.write_indicators(symbol, interval, spans, values[keep])

@@ -40,8 +40,8 @@ def require_source(
 ) -> None:
     """Refuse, before anything is read or written, sessions (sorted) that have not opened yet or
     whose ``source`` bars were never written; ``label`` names what was asked for."""
-    future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
-    if future:
+    if calendar.bounds(days[-1]).open_ms > now_ms:  # days are sorted: the last opens last
+        future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
         raise SessionNotStartedError(f"{label}: session(s) {future} have not opened yet")
     written = warehouse.written_sessions(symbol, source, days[0].isoformat(), days[-1].isoformat())
     missing = [d.isoformat() for d in days if d.isoformat() not in written]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,6 +22,15 @@ from marketcov_dagster.lib.warehouse.lineage import LineageRow, LineageStore
 from marketcov_dagster.lib.warehouse.schema import bars, partition_lineage
 
 RETENTION = "retention"  # the lineage "vendor" of a session whose bars the retention job deleted
+
+
+def bars_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Rows of ``COLUMNS`` as a frame (``ts`` int64, the rest float64, NULL as NaN), through one
+    float64 array (bar timestamps, epoch milliseconds, are exact in a double)."""
+    values = np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
+    df = pd.DataFrame(values, columns=list(COLUMNS))
+    df["ts"] = df["ts"].astype(np.int64)
+    return df
 
 
 @dataclass(frozen=True)
@@ -123,40 +133,31 @@ class BarsStore(LineageStore):
             finally:
                 cur.close()
 
-    def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+    def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int, history: int = 0) -> pd.DataFrame:
+        """The bars opening in ``[start_ms, end_ms)``, oldest first; with ``history``, also up to
+        that many bars before ``start_ms`` (a warm-up), in the same query."""
+        where = (bars.c.symbol == symbol, bars.c.interval == interval)
+        lo: int | sa.ColumnElement[int] = start_ms
+        if history > 0:  # from the history-th bar before start_ms, or from the first bar if fewer
+            nth = (
+                sa.select(bars.c.ts)
+                .where(*where, bars.c.ts < start_ms)
+                .order_by(bars.c.ts.desc())
+                .limit(1)
+                .offset(history - 1)
+                .scalar_subquery()
+            )
+            lo = sa.func.coalesce(nth, -(2**62))
         q = (
             sa.select(*(bars.c[c] for c in COLUMNS))
-            .where(
-                bars.c.symbol == symbol,
-                bars.c.interval == interval,
-                bars.c.ts >= start_ms,
-                bars.c.ts < end_ms,
-            )
+            .where(*where, bars.c.ts >= lo, bars.c.ts < end_ms)
             .order_by(bars.c.ts)
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        df = pd.DataFrame(rows, columns=list(COLUMNS))
-        df["ts"] = df["ts"].astype("int64")
-        for c in COLUMNS[1:]:
-            df[c] = df[c].astype("float64")
-        return df
-
-    def read_bars_before(self, symbol: str, interval: str, before_ms: int, limit: int) -> pd.DataFrame:
-        """The ``limit`` newest bars opening before ``before_ms``, oldest first."""
-        q = (
-            sa.select(*(bars.c[c] for c in COLUMNS))
-            .where(bars.c.symbol == symbol, bars.c.interval == interval, bars.c.ts < before_ms)
-            .order_by(bars.c.ts.desc())
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        df = pd.DataFrame(rows[::-1], columns=list(COLUMNS))
-        df["ts"] = df["ts"].astype("int64")
-        for c in COLUMNS[1:]:
-            df[c] = df[c].astype("float64")
-        return df
+            result = conn.execute(q)
+            # the driver's plain tuples: no conversion is needed for these columns, and building a
+            # row object per bar costs more than the query
+            return bars_frame(result.cursor.fetchall() if result.cursor is not None else [])
 
     def expire_before(
         self, symbol: str, interval: str, first_kept: str, cutoff_ms: int, run_id: str, empty_checksum: str
