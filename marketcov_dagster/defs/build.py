@@ -6,6 +6,7 @@ import os
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +107,72 @@ def group_ops(
     ]
 
 
+@dataclass
+class _Group:
+    assets: list[dg.AssetsDefinition] = field(default_factory=list)
+    jobs: list[dg.UnresolvedAssetJobDefinition] = field(default_factory=list)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    derived: list[dg.AssetKey] = field(default_factory=list)  # assets that follow their source
+
+
+def _group_definitions(
+    universe: Universe,
+    calendar: str,
+    interval: Interval,
+    specs: list[AssetSpecification],
+    now: datetime,
+    minutes: set[str],
+) -> _Group:
+    """One (calendar, interval) group: its op(s), its job, verify job and schedule, and the
+    indicators of its assets when configured."""
+    out = _Group()
+    pdef = sessions_partitions(calendar, specs[0].window_days, now)
+    settings = universe.config.intervals[interval]
+    fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
+    policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+    members = []
+    for spec in specs:
+        if spec.derived_from is not None:
+            members.append((spec.pool, derived_member(spec, pdef, policy)))
+        else:
+            cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
+            members.append((spec.pool, ohlcv_member(spec, pdef, universe.config.vendors, policy, cross)))
+    job_name = group_job_name(calendar, interval)
+    out.assets += group_ops(job_name.removesuffix("_job"), members, pdef, f"{interval} {calendar}")
+    keys = [m.key for _, m in members]
+    if settings.derived_from is None:  # derived assets follow their source by automation
+        out.schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
+    else:
+        out.derived += keys
+    out.jobs += [
+        dg.define_asset_job(
+            job_name,
+            selection=dg.AssetSelection.assets(*keys),
+            description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
+        ),
+        dg.define_asset_job(
+            verify_job_name(calendar, interval),
+            selection=dg.AssetSelection.checks_for_assets(*keys),
+            description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
+        ),
+    ]
+    with_indicators = [s for s in specs if interval in universe.config.indicators.intervals]
+    if with_indicators:
+        name = indicator_job_name(calendar, interval)
+        indicators = [("derived", indicator_member(s, pdef)) for s in with_indicators]
+        out.assets += group_ops(name.removesuffix("_job"), indicators, pdef, f"{interval} {calendar} indicators")
+        indicator_keys = [m.key for _, m in indicators]
+        out.derived += indicator_keys
+        out.jobs.append(
+            dg.define_asset_job(
+                name,
+                selection=dg.AssetSelection.assets(*indicator_keys),
+                description=f"The indicators of every {interval} asset on the {calendar} calendar.",
+            )
+        )
+    return out
+
+
 def build_definitions(
     universe: Universe,
     now: datetime | None = None,
@@ -128,52 +195,11 @@ def build_definitions(
     derived: list[dg.AssetKey] = []
     minutes = {s.symbol for s in universe.specs if s.interval == "1m"}  # daily bars checked against these
     for (calendar, interval), specs in sorted(groups.items()):
-        pdef = sessions_partitions(calendar, specs[0].window_days, now)
-        settings = universe.config.intervals[interval]
-        fail, warn = ui_freshness_windows(get_calendar(calendar), interval, settings, now.date())
-        policy = dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
-        members = []
-        for spec in specs:
-            if spec.derived_from is not None:
-                members.append((spec.pool, derived_member(spec, pdef, policy)))
-            else:
-                cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
-                members.append((spec.pool, ohlcv_member(spec, pdef, universe.config.vendors, policy, cross)))
-        job_name = group_job_name(calendar, interval)
-        assets += group_ops(job_name.removesuffix("_job"), members, pdef, f"{interval} {calendar}")
-        keys = [m.key for _, m in members]
-        if settings.derived_from is None:  # derived assets follow their source by automation
-            schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
-        else:
-            derived += keys
-        jobs.append(
-            dg.define_asset_job(
-                job_name,
-                selection=dg.AssetSelection.assets(*keys),
-                description=f"All {interval} OHLCV assets on the {calendar} calendar, one run per tick.",
-            )
-        )
-        jobs.append(
-            dg.define_asset_job(
-                verify_job_name(calendar, interval),
-                selection=dg.AssetSelection.checks_for_assets(*keys),
-                description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
-            )
-        )
-        with_indicators = [s for s in specs if interval in universe.config.indicators.intervals]
-        if with_indicators:
-            name = indicator_job_name(calendar, interval)
-            indicators = [("derived", indicator_member(s, pdef)) for s in with_indicators]
-            assets += group_ops(name.removesuffix("_job"), indicators, pdef, f"{interval} {calendar} indicators")
-            indicator_keys = [m.key for _, m in indicators]
-            derived += indicator_keys
-            jobs.append(
-                dg.define_asset_job(
-                    name,
-                    selection=dg.AssetSelection.assets(*indicator_keys),
-                    description=f"The indicators of every {interval} asset on the {calendar} calendar.",
-                )
-            )
+        group = _group_definitions(universe, calendar, interval, specs, now, minutes)
+        assets += group.assets
+        jobs += group.jobs
+        schedules += group.schedules
+        derived += group.derived
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )

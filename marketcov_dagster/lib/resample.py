@@ -61,37 +61,63 @@ def derived_vendor(source: Interval) -> str:
 def resample_session(minutes: pd.DataFrame, bounds: SessionBounds, interval: Interval, now_ms: int) -> pd.DataFrame:
     """The ``interval`` bars of one session from its canonical minute bars (sorted by ``ts``, all
     inside the session); bars that have not ended by ``now_ms`` are left out."""
-    if minutes.empty:
-        return empty_frame()
-    bucket = bounds.bucket_of(minutes["ts"].to_numpy(dtype=np.int64), interval)
-    first = np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))  # each bucket's first minute
-    last = np.append(first[1:], len(bucket)) - 1
-    o, h, lo, c, v = (minutes[k].to_numpy(dtype=np.float64) for k in COLUMNS[1:])
+    return resample_sessions(minutes, [bounds], interval, now_ms)[0]
+
+
+def resample_sessions(
+    minutes: pd.DataFrame, bounds: Sequence[SessionBounds], interval: Interval, now_ms: int
+) -> list[pd.DataFrame]:
+    """``resample_session`` of every session at once, in one vectorised pass: ``minutes`` are the
+    canonical minute bars of the sessions (sorted by ``ts``, each inside one of ``bounds``)."""
+    starts = [b.bar_starts(interval) for b in bounds]
+    if minutes.empty or not any(len(x) for x in starts):
+        return [empty_frame() for _ in bounds]
+    allowed = np.concatenate(starts)  # every session's bucket starts, in time order
+    allowed_end = np.concatenate([b.bar_ends(interval) for b in bounds])
+    owner = np.repeat(np.arange(len(bounds)), [len(x) for x in starts])
+    ts = minutes["ts"].to_numpy(dtype=np.int64)
+    # a trading minute's bucket is the latest bucket start at or before it (anchored at its session's open)
+    k = np.searchsorted(allowed, ts, side="right") - 1
+    first = np.flatnonzero(np.diff(k, prepend=k[0] - 1))  # each bucket's first minute
+    last = np.append(first[1:], len(k)) - 1
+    o, h, lo, c, v = (minutes[col].to_numpy(dtype=np.float64) for col in COLUMNS[1:])
+    buckets = k[first]
+    ended = allowed_end[buckets] <= now_ms
     out = pd.DataFrame(
         {
-            "ts": bucket[first],
+            "ts": allowed[buckets],
             "open": o[first],
             "high": np.maximum.reduceat(h, first),
             "low": np.minimum.reduceat(lo, first),
             "close": c[last],
             "volume": np.add.reduceat(v, first),
         }
-    )
-    starts, ends = bounds.bar_starts(interval), bounds.bar_ends(interval)
-    ended = np.isin(out["ts"].to_numpy(), starts[ends <= now_ms])
-    return out[ended].reset_index(drop=True)
+    )[ended].reset_index(drop=True)
+    cuts = np.searchsorted(owner[buckets[ended]], np.arange(len(bounds) + 1))
+    return [out.iloc[cuts[i] : cuts[i + 1]].reset_index(drop=True) for i in range(len(bounds))]
+
+
+def source_rows(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, source: Interval, bounds: Sequence[SessionBounds]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One read of ``source`` bars over the sessions: the bars inside a session (sorted by time;
+    those outside every session, which the source's own checks report, are left out) and the
+    position in ``bounds`` of each one's session."""
+    lo = calendar.partition_window_ms(bounds[0].session)[0]
+    hi = calendar.partition_window_ms(bounds[-1].session)[1]
+    df = warehouse.read_bars(symbol, source, lo, hi)
+    where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
+    keep = where >= 0
+    return df[keep].reset_index(drop=True), where[keep]
 
 
 def read_source(
     warehouse: Warehouse, calendar: TradingCalendar, symbol: str, source: Interval, bounds: Sequence[SessionBounds]
 ) -> dict[date, pd.DataFrame]:
-    """One read of ``source`` bars over the sessions, split per session; bars outside every
-    session (which the source's own checks report) are left out."""
-    lo = calendar.partition_window_ms(bounds[0].session)[0]
-    hi = calendar.partition_window_ms(bounds[-1].session)[1]
-    df = warehouse.read_bars(symbol, source, lo, hi)
-    where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
-    return {b.session: df[where == i].reset_index(drop=True) for i, b in enumerate(bounds)}
+    """``source_rows`` split per session."""
+    kept, where = source_rows(warehouse, calendar, symbol, source, bounds)
+    cuts = np.searchsorted(where, np.arange(len(bounds) + 1))  # sorted by time: each session's bars are one run
+    return {b.session: kept.iloc[cuts[i] : cuts[i + 1]].reset_index(drop=True) for i, b in enumerate(bounds)}
 
 
 def derive_sessions(
@@ -113,11 +139,12 @@ def derive_sessions(
     days = sorted(set(sessions))
     require_source(warehouse, calendar, symbol, source, days, now_ms, f"{symbol} {interval}")
     bounds = [calendar.bounds(d) for d in days]
-    frames = read_source(warehouse, calendar, symbol, source, bounds)
+    minutes, where = source_rows(warehouse, calendar, symbol, source, bounds)
+    fetched = np.bincount(where, minlength=len(bounds))
+    candles = resample_sessions(minutes, bounds, interval, now_ms)
     fetched_at = now.astimezone(UTC).isoformat()
     writes, results = [], []
-    for b in bounds:
-        bars = resample_session(frames[b.session], b, interval, now_ms)
+    for b, bars, n_source in zip(bounds, candles, fetched, strict=True):
         want = expected_as_of(b, interval, now_ms)
         checksum = bars_checksum(bars)
         w0, w1 = calendar.partition_window_ms(b.session)
@@ -135,7 +162,7 @@ def derive_sessions(
                 session_closed=b.close_ms <= now_ms,
                 quarantined=0,
                 gap=len(bars) < want,
-                fetched_rows=len(frames[b.session]),
+                fetched_rows=int(n_source),
             )
         )
     warehouse.write_partitions(writes, run_id)
@@ -157,14 +184,11 @@ def matches_source(
     source = DERIVED_FROM[interval]
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
-    frames = read_source(warehouse, calendar, symbol, source, bounds)
+    wants = resample_sessions(source_rows(warehouse, calendar, symbol, source, bounds)[0], bounds, interval, now_ms)
     stored = read_source(warehouse, calendar, symbol, interval, bounds)
-    out = {}
-    for b in bounds:
-        want = resample_session(frames[b.session], b, interval, now_ms)
-        have = stored[b.session]
-        out[b.session.isoformat()] = _compare(want, have, source)
-    return out
+    return {
+        b.session.isoformat(): _compare(want, stored[b.session], source) for b, want in zip(bounds, wants, strict=True)
+    }
 
 
 def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckOutcome:

@@ -76,9 +76,13 @@ class BarsStore(LineageStore):
                         bars.c.ts < w.window_end_ms,
                     )
                 )
-            frames = [w.bars.assign(symbol=w.symbol, interval=w.interval) for w in writes if len(w.bars)]
-            if frames:
-                self._insert_bars(conn, pd.concat(frames, ignore_index=True))
+            filled = [w for w in writes if len(w.bars)]
+            if filled:  # one frame, its symbol and interval columns added once rather than per partition
+                df = pd.concat([w.bars for w in filled], ignore_index=True)
+                lengths = [len(w.bars) for w in filled]
+                df["symbol"] = np.repeat([w.symbol for w in filled], lengths)
+                df["interval"] = np.repeat([w.interval for w in filled], lengths)
+                self._insert_bars(conn, df)
             for w in writes:
                 prev = previous.get((w.symbol, w.interval, w.session.isoformat()))
                 ts = w.bars["ts"]
