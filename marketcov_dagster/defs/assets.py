@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from marketcov_dagster.defs.groups import Member, RunScope
+from marketcov_dagster.defs.groups import Evaluate, Member, RunScope
 from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.crosscheck import daily_vs_minutes
@@ -101,7 +101,7 @@ ExtraCheck = Callable[[Warehouse, list[date]], dict[str, CheckOutcome]]
 
 def ohlcv_checks(
     spec: AssetSpecification, extra: Mapping[str, ExtraCheck]
-) -> Callable[[Warehouse, list[date], str], dict[str, list[CheckOutcome]]]:
+) -> Evaluate:
     """The per-partition checks of one OHLCV asset: the three every asset has, then ``extra``."""
     cal = get_calendar(spec.calendar)
 

@@ -91,13 +91,13 @@ def step_error(error: SerializableErrorInfo) -> str:
     a group step, the assets that failed and why (``ohlcv/1d/AAPL: VendorError: …``)."""
     while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
-    lines = [line for line in error.message.strip().splitlines() if line.strip()]
-    first = lines[0] if lines else error.cls_name or "error"
+    first = next((line for line in error.message.strip().splitlines() if line.strip()), error.cls_name or "error")
     qualified, sep, rest = first.partition(": ")
-    if sep and " " not in qualified and (error.cls_name == AssetStepError.__name__ or "." in qualified):
-        # "pkg.mod.VendorError: …" -> "VendorError: …"; our own wrapper says only what failed
-        first = rest if error.cls_name == AssetStepError.__name__ else f"{qualified.rsplit('.', 1)[1]}: {rest}"
-    return first
+    if not sep or " " in qualified:  # not "Class: message"
+        return first
+    if error.cls_name == AssetStepError.__name__:  # our wrapper: only what failed, and why
+        return rest
+    return f"{qualified.rsplit('.', 1)[-1]}: {rest}"  # "pkg.mod.VendorError: …" -> "VendorError: …"
 
 
 def sessions_of(keys: Sequence[str]) -> list[date]:
