@@ -99,9 +99,7 @@ ExtraCheck = Callable[[Warehouse, list[date]], dict[str, CheckOutcome]]
 """A check beyond the three every OHLCV asset has: outcomes per written session (ISO date)."""
 
 
-def ohlcv_checks(
-    spec: AssetSpecification, extra: Mapping[str, ExtraCheck]
-) -> Evaluate:
+def ohlcv_checks(spec: AssetSpecification, extra: Mapping[str, ExtraCheck]) -> Evaluate:
     """The per-partition checks of one OHLCV asset: the three every asset has, then ``extra``."""
     cal = get_calendar(spec.calendar)
 
