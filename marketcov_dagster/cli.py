@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = _sub(sub, "coverage")
     filters(c)
+    c.add_argument(
+        "--indicators",
+        action="store_true",
+        help="also the indicator assets of the selected symbols and intervals",
+    )
     c.add_argument("--format", choices=("table", "json", "csv"), default="table")
     c.add_argument(
         "--view",
@@ -295,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
         return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
     if args.command == "backfill":
         return _backfill(args, universe, specs, start, end)
-    return _coverage(args, specs)
+    return _coverage(args, universe, specs)
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -343,15 +348,10 @@ def _backfill(
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.defs.orphans import fail_orphaned_runs
     from marketcov_dagster.lib import coverage as cov
-    from marketcov_dagster.lib.universe import ConfigError
     from marketcov_dagster.lib.warehouse import Warehouse
 
     now = datetime.now(UTC)
-    if args.indicators and not any(s.interval in universe.config.indicators.intervals for s in specs):
-        raise ConfigError(
-            f"--indicators: none of the selected intervals has indicators "
-            f"(the universe computes them for {universe.config.indicators.intervals or 'none'})"
-        )
+    indicators = _indicators_of(universe, specs) if args.indicators else []
     plans = plan_backfill(specs, start, end, now, universe.config.indicators.intervals if args.indicators else ())
     for p in plans:
         if p.skipped:
@@ -377,11 +377,24 @@ def _backfill(
                 f"{r.first_session}..{r.last_session} run {r.run_id[:8]} {state}"
             )
         print()
-        print(cov.to_table(coverage_for(instance, specs)))
+        print(cov.to_table(coverage_for(instance, [*specs, *indicators])))
     return 0 if all(r.success for r in runs) else 1
 
 
-def _coverage(args: argparse.Namespace, specs: list[AssetSpecification]) -> int:
+def _indicators_of(universe: Universe, specs: list[AssetSpecification]) -> list[AssetSpecification]:
+    """``--indicators``: the indicator assets of the selected assets; none is an error."""
+    from marketcov_dagster.lib.universe import ConfigError
+
+    indicators = universe.indicators_of(specs)
+    if not indicators:
+        raise ConfigError(
+            f"--indicators: none of the selected intervals has indicators "
+            f"(the universe computes them for {universe.config.indicators.intervals or 'none'})"
+        )
+    return indicators
+
+
+def _coverage(args: argparse.Namespace, universe: Universe, specs: list[AssetSpecification]) -> int:
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.lib import coverage as cov
     from marketcov_dagster.lib.jsonout import dumps
@@ -390,6 +403,8 @@ def _coverage(args: argparse.Namespace, specs: list[AssetSpecification]) -> int:
     if args.view != "summary" and args.format != "csv":
         raise ConfigError(f"--view {args.view} is a CSV view: add --format csv (JSON already lists them)")
 
+    if args.indicators:
+        specs = [*specs, *_indicators_of(universe, specs)]
     with _instance() as instance:
         assets = coverage_for(instance, specs)
     if args.format == "json":

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
             "marketcov coverage",
             "marketcov coverage --intervals 1m --format json",
             "marketcov coverage --format csv --view sessions > holes.csv",
+            "marketcov coverage --intervals 1d --indicators",
         ],
     ),
     "status": (

@@ -8,7 +8,8 @@ naming the field.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -369,6 +370,7 @@ class AssetSpecification:
     vendor_delay_minutes: float = 0.0
     expire: bool = False  # bars older than the window are deleted by the retention job
     derived_from: Interval | None = None  # resampled from this interval's bars, never fetched
+    indicators: bool = False  # the indicator asset of these bars (``indicators/...``) rather than the bars
 
     @property
     def pool(self) -> str:
@@ -390,7 +392,7 @@ class AssetSpecification:
 
     @property
     def key_path(self) -> tuple[str, str, str]:
-        return ("ohlcv", self.interval, symbol_to_key_part(self.symbol))
+        return ("indicators" if self.indicators else "ohlcv", self.interval, symbol_to_key_part(self.symbol))
 
     @property
     def key_str(self) -> str:
@@ -437,6 +439,11 @@ class Universe:
     def indicator_specs(self) -> list[AssetSpecification]:
         """The assets whose bars get an indicator asset."""
         return [s for s in self.specs if s.interval in self.config.indicators.intervals]
+
+    def indicators_of(self, specs: Sequence[AssetSpecification]) -> list[AssetSpecification]:
+        """The indicator assets computed from ``specs``' bars (``indicators/<interval>/<SYMBOL>``)."""
+        wanted = self.config.indicators.intervals
+        return [replace(s, indicators=True) for s in specs if s.interval in wanted and not s.indicators]
 
     def select(
         self,

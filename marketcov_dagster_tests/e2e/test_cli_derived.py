@@ -56,6 +56,21 @@ def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path
     assert order.index("ohlcv_xnys_1m_job") < order.index("ohlcv_xnys_5m_job")
     assert order.index("ohlcv_xnys_1d_job") < order.index("indicators_xnys_1d_job")
     assert "ohlcv/5m/AAPL" in out.stdout  # the coverage table lists the derived asset
+    assert "indicators/1d/AAPL" in out.stdout  # and, asked for, the indicator asset
+
+    # coverage of the indicator asset, from its own materialization history, beside its bars'
+    doc = marketcov(["coverage", "--symbols", "AAPL", "--intervals", "1d", "--indicators", "--format", "json"], env)
+    assert doc.returncode == 0, doc.stderr
+    cov = {a["asset_key"]: a for a in json.loads(doc.stdout)["assets"]}
+    assert set(cov) == {"ohlcv/1d/AAPL", "indicators/1d/AAPL"}
+    bars, values = cov["ohlcv/1d/AAPL"], cov["indicators/1d/AAPL"]
+    assert values["covered_sessions"] == bars["covered_sessions"] == 3
+    assert values["first_session"] == days[0] and values["last_session"] == days[-1]
+    assert values["rows"] == bars["rows"] == 3  # one row of indicators per daily bar
+    plain = marketcov(["coverage", "--symbols", "AAPL", "--intervals", "1d", "--format", "json"], env)
+    assert [a["asset_key"] for a in json.loads(plain.stdout)["assets"]] == ["ohlcv/1d/AAPL"]
+    none = marketcov(["coverage", "--intervals", "1m", "--indicators"], env)
+    assert none.returncode == 2 and "--indicators" in none.stderr and "Traceback" not in none.stderr
 
     wh = Warehouse(url)
     cal = get_calendar("XNYS")

@@ -9,6 +9,7 @@ import yaml
 
 from marketcov_dagster.lib.symbols import key_part_to_symbol, symbol_to_key_part
 from marketcov_dagster.lib.universe import ConfigError, load_universe, parse_universe
+from marketcov_dagster_tests.conftest import small_universe
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE: dict[str, Any] = yaml.safe_load((ROOT / "marketcov.yaml").read_text())
@@ -142,3 +143,13 @@ def test_minute_completeness_defaults_to_what_the_default_config_documents() -> 
     documented = data["intervals"]["1m"].pop("min_completeness")
     u = parse_universe(data)
     assert {s.min_completeness for s in u.specs if s.interval == "1m"} == {documented}
+
+
+def test_indicator_assets_are_keyed_apart_from_their_bars() -> None:
+    u = small_universe(indicators={"intervals": ["1d"]})
+    bars = u.select(symbols=["BRK.B"])
+    (ind,) = u.indicators_of(bars)  # only the 1d bars have indicators
+    assert ind.key_str == "indicators/1d/BRK_2E_B" and ind.key_path == ind.indicator_key_path
+    assert (ind.symbol, ind.interval, ind.calendar) == ("BRK.B", "1d", "XNYS")
+    assert u.indicators_of([ind]) == []  # not indicators of indicators
+    assert small_universe().indicators_of(bars) == []  # none configured
