@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
 
     st = _sub(sub, "status")
     filters(st)
+    st.add_argument(
+        "--indicators",
+        action="store_true",
+        help="also the indicator assets of the selected symbols and intervals (fresh by their newest row)",
+    )
     st.add_argument("--format", choices=("table", "json"), default="table")
 
     r = _sub(sub, "remediation")
@@ -293,6 +298,8 @@ def _run(args: argparse.Namespace) -> int:
         return export_bars(spec[0], start, end, args.format, args.output, args.indicators)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []
+    if args.command in ("coverage", "status") and args.indicators:
+        specs = [*specs, *_indicators_of(universe, specs)]
     start = parse_day(args.start, "--start") if getattr(args, "start", None) is not None else None
     end = parse_day(args.end, "--end") if getattr(args, "end", None) is not None else None
     _ensure_dagster_home()
@@ -300,7 +307,7 @@ def _run(args: argparse.Namespace) -> int:
         return _warehouse_commands(args, args.symbols if args.command == "remediation" else None, specs)
     if args.command == "backfill":
         return _backfill(args, universe, specs, start, end)
-    return _coverage(args, universe, specs)
+    return _coverage(args, specs)
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -394,7 +401,7 @@ def _indicators_of(universe: Universe, specs: list[AssetSpecification]) -> list[
     return indicators
 
 
-def _coverage(args: argparse.Namespace, universe: Universe, specs: list[AssetSpecification]) -> int:
+def _coverage(args: argparse.Namespace, specs: list[AssetSpecification]) -> int:
     from marketcov_dagster.defs.history import coverage_for
     from marketcov_dagster.lib import coverage as cov
     from marketcov_dagster.lib.jsonout import dumps
@@ -403,8 +410,6 @@ def _coverage(args: argparse.Namespace, universe: Universe, specs: list[AssetSpe
     if args.view != "summary" and args.format != "csv":
         raise ConfigError(f"--view {args.view} is a CSV view: add --format csv (JSON already lists them)")
 
-    if args.indicators:
-        specs = [*specs, *_indicators_of(universe, specs)]
     with _instance() as instance:
         assets = coverage_for(instance, specs)
     if args.format == "json":

@@ -35,7 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list[str]]] = {
         "freshness per asset, open incidents, recent alerts and vendor health",
         "Shows how far each asset's newest bar trails the calendar (stale above its threshold), open "
         "incidents, alert emails and vendor health. Reads the warehouse and the universe config.",
-        ["marketcov status", "marketcov status --intervals 1m --format json"],
+        ["marketcov status", "marketcov status --intervals 1m --format json", "marketcov status --indicators"],
     ),
     "vendors": (
         "each vendor's health from its most recent real calls",

@@ -9,7 +9,7 @@ from typing import Any
 
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.calendars import get_calendar
-from marketcov_dagster.lib.freshness import ended_cutoffs, freshness_all
+from marketcov_dagster.lib.freshness import Freshness, ended_cutoffs, freshness_all
 from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -20,42 +20,51 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def outside_session_bars(
-    warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime
-) -> dict[tuple[str, str], int]:
+def outside_session_bars(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, int]:
     """Stored bars of each asset that open between two sessions of its window (a Saturday bar in
     XNYS): no partition owns them. One indexed count per exchange asset (24/7 has no gaps)."""
     gaps: dict[tuple[str, int], list[tuple[int, int]]] = {}  # one calendar walk per (calendar, window)
-    out: dict[tuple[str, str], int] = {}
+    out: dict[str, int] = {}  # by asset key
     for s in specs:
         if (s.calendar, s.window_days) not in gaps:
             cal = get_calendar(s.calendar)
             gaps[(s.calendar, s.window_days)] = cal.closed_gaps_ms(window_start(cal, s.window_days, now), now.date())
-        n = warehouse.count_bars_in(s.symbol, s.interval, gaps[(s.calendar, s.window_days)])
+        n = warehouse.count_bars_in(s.symbol, s.interval, gaps[(s.calendar, s.window_days)], s.indicators)
         if n:
-            out[(s.symbol, s.interval)] = n
+            out[s.key_str] = n
     return out
 
 
+def _measure(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> list[tuple[Freshness, int]]:
+    """Freshness and unended rows of each asset, bars and indicator assets each from their table."""
+    out: list[tuple[Freshness, int]] = []
+    for indicators in (False, True):
+        group = [s for s in specs if s.indicators == indicators]
+        pairs = [(s.symbol, s.interval) for s in group]
+        ended_by = ended_cutoffs(group, now)  # rows stamped later have not ended: not fresh, but counted
+        results = freshness_all(group, warehouse.latest_bar_ts(pairs, ended_by, indicators), now)
+        unended = warehouse.count_bars_after(pairs, ended_by, indicators)
+        out += [(f, unended.get((f.symbol, f.interval), 0)) for f in results]
+    order = {s.key_str: i for i, s in enumerate(specs)}
+    return sorted(out, key=lambda m: order[m[0].asset_key])
+
+
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
-    pairs = [(s.symbol, s.interval) for s in specs]
-    ended_by = ended_cutoffs(specs, now)  # bars stamped later have not ended: not fresh, but counted
-    results = freshness_all(specs, warehouse.latest_bar_ts(pairs, ended_by), now)
-    unended = warehouse.count_bars_after(pairs, ended_by)
+    measured = _measure(warehouse, specs, now)
     strays = outside_session_bars(warehouse, specs, now)
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins
         latest_incident[inc["asset_key"]] = inc
     assets = []
-    for f in results:
+    for f, unended in measured:
         inc = latest_incident.get(f.asset_key)
         sent = [t for t in ((inc or {}).get("alert_sent_at"), (inc or {}).get("recovery_sent_at")) if t]
         assets.append(
             {
                 **f.as_dict(),
-                "unended_bars": unended.get((f.symbol, f.interval), 0),
-                "outside_session_bars": strays.get((f.symbol, f.interval), 0),
+                "unended_bars": unended,
+                "outside_session_bars": strays.get(f.asset_key, 0),
                 "open_incident": inc["id"] if inc and inc["resolved_at"] is None else None,
                 "last_alert_at": _iso(max(sent)) if sent else None,
             }

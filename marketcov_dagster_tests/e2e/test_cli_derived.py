@@ -91,3 +91,18 @@ def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path
 
     refused = marketcov(["bars", "AAPL", "--interval", "1m", "--indicators"], env)
     assert refused.returncode == 2 and "indicators" in refused.stderr and "Traceback" not in refused.stderr
+
+    # status: the indicator asset is as fresh as its newest stored indicator row
+    def status() -> dict[str, dict[str, object]]:
+        out = marketcov(["status", "--symbols", "AAPL", "--intervals", "1d", "--indicators", "--format", "json"], env)
+        assert out.returncode == 0, out.stderr
+        return {a["asset_key"]: a for a in json.loads(out.stdout)["assets"]}
+
+    fresh = status()
+    assert set(fresh) == {"ohlcv/1d/AAPL", "indicators/1d/AAPL"}
+    assert fresh["indicators/1d/AAPL"]["latest_end"] == fresh["ohlcv/1d/AAPL"]["latest_end"] is not None
+    wh = Warehouse(url)
+    wh.execute("DELETE FROM indicator_values WHERE symbol = 'AAPL'")
+    wh.dispose()
+    gone = status()
+    assert gone["indicators/1d/AAPL"]["no_data"] and not gone["ohlcv/1d/AAPL"]["no_data"]

@@ -19,9 +19,14 @@ from sqlalchemy.engine import Connection
 
 from marketcov_dagster.lib.bars import COLUMNS
 from marketcov_dagster.lib.warehouse.lineage import LineageRow, LineageStore
-from marketcov_dagster.lib.warehouse.schema import bars, partition_lineage
+from marketcov_dagster.lib.warehouse.schema import bars, indicator_values, partition_lineage
 
 RETENTION = "retention"  # the lineage "vendor" of a session whose bars the retention job deleted
+
+
+def _rows_of(indicators: bool) -> sa.Table:
+    """The table holding an asset's rows by (symbol, interval, ts): its bars, or its indicators."""
+    return indicator_values if indicators else bars
 
 
 def bars_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -218,14 +223,19 @@ class BarsStore(LineageStore):
         return [str(s) for s, _ in live], int(deleted)
 
     def latest_bar_ts(
-        self, pairs: Sequence[tuple[str, str]], not_after: Mapping[tuple[str, str], int] | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        not_after: Mapping[tuple[str, str], int] | None = None,
+        indicators: bool = False,
     ) -> dict[tuple[str, str], int]:
         """Open time of the newest stored bar of each (symbol, interval) that has any, ignoring
-        bars stamped after ``not_after[pair]`` (bars that have not ended yet).
+        bars stamped after ``not_after[pair]`` (bars that have not ended yet); ``indicators``: of
+        the newest stored indicator row instead (one per bar).
 
         One indexed ``MAX(ts)`` lookup per pair on one connection: cheap however large ``bars`` is."""
-        q = sa.select(sa.func.max(bars.c.ts)).where(
-            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i"), bars.c.ts <= sa.bindparam("t")
+        t = _rows_of(indicators)
+        q = sa.select(sa.func.max(t.c.ts)).where(
+            t.c.symbol == sa.bindparam("s"), t.c.interval == sa.bindparam("i"), t.c.ts <= sa.bindparam("t")
         )
         out: dict[tuple[str, str], int] = {}
         limits = not_after or {}
@@ -236,23 +246,27 @@ class BarsStore(LineageStore):
                     out[(sym, iv)] = int(ts)
         return out
 
-    def count_bars_in(self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]]) -> int:
-        """Bars of one (symbol, interval) stamped inside any of ``ranges`` (``[lo, hi)``): one
-        indexed count, a range seek per range."""
+    def count_bars_in(
+        self, symbol: str, interval: str, ranges: Sequence[tuple[int, int]], indicators: bool = False
+    ) -> int:
+        """Bars (or indicator rows) of one (symbol, interval) stamped inside any of ``ranges``
+        (``[lo, hi)``): one indexed count, a range seek per range."""
         if not ranges:
             return 0
-        inside = sa.or_(*(sa.and_(bars.c.ts >= lo, bars.c.ts < hi) for lo, hi in ranges))
-        q = sa.select(sa.func.count()).where(bars.c.symbol == symbol, bars.c.interval == interval, inside)
+        t = _rows_of(indicators)
+        inside = sa.or_(*(sa.and_(t.c.ts >= lo, t.c.ts < hi) for lo, hi in ranges))
+        q = sa.select(sa.func.count()).where(t.c.symbol == symbol, t.c.interval == interval, inside)
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
     def count_bars_after(
-        self, pairs: Sequence[tuple[str, str]], after: Mapping[tuple[str, str], int]
+        self, pairs: Sequence[tuple[str, str]], after: Mapping[tuple[str, str], int], indicators: bool = False
     ) -> dict[tuple[str, str], int]:
-        """Bars of each (symbol, interval) stamped after ``after[pair]`` (e.g. bars that cannot
-        have ended yet); one indexed count per pair, pairs with none left out."""
+        """Bars (or indicator rows) of each (symbol, interval) stamped after ``after[pair]`` (e.g.
+        bars that cannot have ended yet); one indexed count per pair, pairs with none left out."""
+        t = _rows_of(indicators)
         q = sa.select(sa.func.count()).where(
-            bars.c.symbol == sa.bindparam("s"), bars.c.interval == sa.bindparam("i"), bars.c.ts > sa.bindparam("t")
+            t.c.symbol == sa.bindparam("s"), t.c.interval == sa.bindparam("i"), t.c.ts > sa.bindparam("t")
         )
         out: dict[tuple[str, str], int] = {}
         with self.engine.connect() as conn:
