@@ -94,14 +94,15 @@ def group_ops(
     by_pool: dict[str, list[Member]] = defaultdict(list)
     for pool, member in members:
         by_pool[pool].append(member)
+    split = len(by_pool) > 1
     return [
         build_group(
-            name if len(by_pool) == 1 else f"{name}__{pool}",
+            f"{name}__{pool}" if split else name,
             pool_members,
             pdef,
             pool,
-            f"The {label} assets{'' if len(by_pool) == 1 else f' in pool {pool}'}: one step materializes and "
-            "checks the selected ones.",
+            f"The {label} assets{f' in pool {pool}' if split else ''}: one step materializes and checks "
+            "the selected ones.",
         )
         for pool, pool_members in sorted(by_pool.items())
     ]

@@ -83,4 +83,4 @@ def derived_member(
         return {r.session.isoformat(): r.metadata() for r in results}
 
     extra = {MATCHES_SOURCE: lambda wh, days: matches_source(wh, cal, spec.symbol, spec.interval, days)}
-    return Member(asset_spec, (*CHECK_NAMES, MATCHES_SOURCE), materialize, ohlcv_checks(spec, extra))
+    return Member(asset_spec, (*CHECK_NAMES, *extra), materialize, ohlcv_checks(spec, extra))

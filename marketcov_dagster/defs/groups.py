@@ -100,10 +100,6 @@ def step_error(error: SerializableErrorInfo) -> str:
     return f"{qualified.rsplit('.', 1)[-1]}: {rest}"  # "pkg.mod.VendorError: …" -> "VendorError: …"
 
 
-def sessions_of(keys: Sequence[str]) -> list[date]:
-    return [date.fromisoformat(k) for k in keys]
-
-
 def build_group(
     name: str,
     members: Sequence[Member],
@@ -133,7 +129,7 @@ def build_group(
         wh = context.resources.warehouse.get()
         scope = RunScope(wh, context.resources.vendors, context.run.run_id, context.log)
         keys = list(context.partition_keys)
-        days = sessions_of(keys)
+        days = [date.fromisoformat(k) for k in keys]
         selected_checks = set(context.selected_asset_check_keys)
         failures: list[tuple[Member, Exception]] = []
         for m in members:
@@ -147,9 +143,9 @@ def build_group(
                 for k, metadata in written.items():
                     context.add_asset_metadata(dict(metadata), asset_key=m.key, partition_key=k)
                 yield dg.MaterializeResult(asset_key=m.key)
-            checks = [n for n in m.check_names if dg.AssetCheckKey(m.key, n) in selected_checks]
-            if checks:
-                yield from _check_results(context, m, checks, wh, keys)
+            wanted = [i for i, n in enumerate(m.check_names) if dg.AssetCheckKey(m.key, n) in selected_checks]
+            if wanted:
+                yield from _check_results(context, m, wanted, wh, keys, days)
         if failures:
             raise AssetStepError(
                 "; ".join(f"{m.key.to_user_string()}: {type(e).__name__}: {e}" for m, e in failures)
@@ -159,11 +155,17 @@ def build_group(
 
 
 def _check_results(
-    context: dg.AssetExecutionContext, m: Member, checks: list[str], wh: Warehouse, keys: list[str]
+    context: dg.AssetExecutionContext,
+    m: Member,
+    wanted: list[int],
+    wh: Warehouse,
+    keys: list[str],
+    days: list[date],
 ) -> Iterator[dg.AssetCheckResult]:
-    """A single-partition run yields each result; a range run records each partition's result and
-    yields one summary per check."""
-    outcomes = m.evaluate(wh, sessions_of(keys), context.run.run_id)
+    """The selected checks (``wanted``: positions in ``m.check_names``) of the run's partitions
+    (``keys``, ``days``): a single-partition run yields each result; a range run records each
+    partition's result and yields one summary per check."""
+    outcomes = m.evaluate(wh, days, context.run.run_id)
     unwritten = [k for k in keys if k not in outcomes]
     label = m.key.to_user_string()
     if unwritten:
@@ -171,7 +173,6 @@ def _check_results(
         context.log.info(f"{label}: {len(unwritten)} partition(s) not materialized")
     if not outcomes:
         return
-    wanted = [i for i, name in enumerate(m.check_names) if name in checks]
     if context.has_partition_key:
         for i in wanted:
             o = outcomes[keys[0]][i]

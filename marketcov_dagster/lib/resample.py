@@ -93,8 +93,14 @@ def resample_sessions(
             "volume": np.add.reduceat(v, first),
         }
     )[ended].reset_index(drop=True)
-    cuts = np.searchsorted(owner[buckets[ended]], np.arange(len(bounds) + 1))
-    return [out.iloc[cuts[i] : cuts[i + 1]].reset_index(drop=True) for i in range(len(bounds))]
+    return _split(out, owner[buckets[ended]], len(bounds))
+
+
+def _split(frame: pd.DataFrame, session_of: np.ndarray, n: int) -> list[pd.DataFrame]:
+    """``frame`` (sorted by time) cut into the ``n`` sessions its rows belong to (``session_of``,
+    non-decreasing): each session's rows are one run."""
+    cuts = np.searchsorted(session_of, np.arange(n + 1))
+    return [frame.iloc[cuts[i] : cuts[i + 1]].reset_index(drop=True) for i in range(n)]
 
 
 def source_rows(
@@ -116,8 +122,7 @@ def read_source(
 ) -> dict[date, pd.DataFrame]:
     """``source_rows`` split per session."""
     kept, where = source_rows(warehouse, calendar, symbol, source, bounds)
-    cuts = np.searchsorted(where, np.arange(len(bounds) + 1))  # sorted by time: each session's bars are one run
-    return {b.session: kept.iloc[cuts[i] : cuts[i + 1]].reset_index(drop=True) for i, b in enumerate(bounds)}
+    return {b.session: frame for b, frame in zip(bounds, _split(kept, where, len(bounds)), strict=True)}
 
 
 def derive_sessions(

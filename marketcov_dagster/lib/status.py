@@ -36,17 +36,17 @@ def outside_session_bars(warehouse: Warehouse, specs: Sequence[AssetSpecificatio
 
 
 def _measure(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> list[tuple[Freshness, int]]:
-    """Freshness and unended rows of each asset, bars and indicator assets each from their table."""
-    out: list[tuple[Freshness, int]] = []
+    """Freshness and unended rows of each asset (in ``specs``' order), bars and indicator assets
+    each from their own table."""
+    by_key: dict[str, tuple[Freshness, int]] = {}
     for indicators in (False, True):
         group = [s for s in specs if s.indicators == indicators]
         pairs = [(s.symbol, s.interval) for s in group]
         ended_by = ended_cutoffs(group, now)  # rows stamped later have not ended: not fresh, but counted
-        results = freshness_all(group, warehouse.latest_bar_ts(pairs, ended_by, indicators), now)
         unended = warehouse.count_bars_after(pairs, ended_by, indicators)
-        out += [(f, unended.get((f.symbol, f.interval), 0)) for f in results]
-    order = {s.key_str: i for i, s in enumerate(specs)}
-    return sorted(out, key=lambda m: order[m[0].asset_key])
+        for f in freshness_all(group, warehouse.latest_bar_ts(pairs, ended_by, indicators), now):
+            by_key[f.asset_key] = (f, unended.get((f.symbol, f.interval), 0))
+    return [by_key[s.key_str] for s in specs]
 
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
