@@ -14,7 +14,7 @@ from marketcov_dagster.lib.readiness import sla_verdicts
 from marketcov_dagster.lib.reads import remediation_counts
 from marketcov_dagster.lib.warehouse import VENDOR_STATES
 
-ASSET_LABELS = ["asset_key", "symbol", "interval", "asset_class"]
+ASSET_LABELS = ["asset_key", "kind", "symbol", "interval", "asset_class"]
 
 
 class SnapshotCollector(Collector):

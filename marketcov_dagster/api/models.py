@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,8 +20,12 @@ class Page(Model, Generic[T]):
     items: list[T]
 
 
+Kind = Literal["ohlcv", "indicators"]
+
+
 class AssetStatus(Model):
     asset_key: str
+    kind: Kind  # bars (fetched or resampled) or an indicator asset
     symbol: str
     interval: str
     asset_class: str
@@ -75,6 +79,7 @@ class Segment(Model):
 
 class AssetCoverage(Model):
     asset_key: str
+    kind: Kind
     symbol: str
     interval: str
     asset_class: str

@@ -32,6 +32,7 @@ from marketcov_dagster.lib.coverage import AssetCoverage
 from marketcov_dagster.lib.kinds import REMEDIATION_KINDS
 from marketcov_dagster.lib.readiness import bucket_counts, range_readiness, sla_verdicts
 from marketcov_dagster.lib.reads import LINEAGE_FIELDS, lineage_page
+from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import BadRangeError
 
 router = APIRouter(prefix="/api")
@@ -116,10 +117,11 @@ def _coverage_status(c: AssetCoverage) -> str:
     return "empty" if c.covered_sessions == 0 and not c.partial else "gapped"
 
 
-def _coverage_item(c: AssetCoverage, asset_class: str) -> dict[str, Any]:
+def _coverage_item(c: AssetCoverage, spec: AssetSpecification) -> dict[str, Any]:
     return {
         **asdict(c),
-        "asset_class": asset_class,
+        "kind": spec.kind,
+        "asset_class": spec.asset_class,
         "status": _coverage_status(c),
         "segment_count": len(c.segments),
         "missing_count": len(c.missing),
@@ -152,9 +154,7 @@ def coverage(
 
 def _coverage_items(ctx: ApiContext, f: AssetFilter, q: str | None, status: str | None) -> list[dict[str, Any]]:
     snap = ctx.snapshots.get()
-    items = [
-        _coverage_item(snap.coverage[s.key_str], s.asset_class) for s in f.apply(snap.specs) if _matches(q, s.key_str)
-    ]
+    items = [_coverage_item(snap.coverage[s.key_str], s) for s in f.apply(snap.specs) if _matches(q, s.key_str)]
     return [i for i in items if status is None or i["status"] == status]
 
 
@@ -186,11 +186,12 @@ def _coverage_list(ctx: ApiContext, f: AssetFilter, p: Paging, q: str | None, st
     }
 
 
-def _spec(ctx: ApiContext, symbol: str, interval: str) -> Any:
-    for s in ctx.universe.specs:
-        if s.symbol == symbol and s.interval == interval:
+def _spec(ctx: ApiContext, symbol: str, interval: str, kind: str = "ohlcv") -> AssetSpecification:
+    for s in ctx.universe.all_specs:
+        if s.symbol == symbol and s.interval == interval and s.kind == kind:
             return s
-    raise HTTPException(404, detail=f"no asset {symbol} {interval} in the universe")
+    what = "indicator asset" if kind == "indicators" else "asset"
+    raise HTTPException(404, detail=f"no {what} {symbol} {interval} in the universe")
 
 
 @router.get(
@@ -205,9 +206,10 @@ def readiness(
     interval: str,
     start: str | None = Query(None, description="first session, YYYY-MM-DD (default: the window's first)"),
     end: str | None = Query(None, description="last session, YYYY-MM-DD (default: the last closed session)"),
+    kind: m.Kind = Query("ohlcv", description="the bars (ohlcv) or their indicator asset (indicators)"),
 ) -> Any:
     ctx = ctx_of(request)
-    spec = _spec(ctx, symbol, interval)
+    spec = _spec(ctx, symbol, interval, kind)
     first, last = day(start, "start"), day(end, "end")
     cov = ctx.snapshots.get().coverage[spec.key_str]
     now = datetime.now(UTC)

@@ -51,6 +51,7 @@ def _summary_rows(
         out.append(
             {
                 "asset_key": s.key_str,
+                "kind": s.kind,
                 "symbol": s.symbol,
                 "interval": s.interval,
                 "asset_class": s.asset_class,
@@ -73,7 +74,7 @@ def _summary_rows(
                 "freshness_bucket": freshness_bucket(f["lag_minutes"]),
                 "open_incident": f["open_incident"],
                 "last_alert_at": f["last_alert_at"],
-                "last_vendor": vendors.get((s.symbol, s.interval)),
+                "last_vendor": None if s.indicators else vendors.get((s.symbol, s.interval)),
                 "ui_url": f"{ui_url}/assets/{s.key_str}?view=partitions",
             }
         )
@@ -82,10 +83,10 @@ def _summary_rows(
 
 def take_snapshot(instance: dg.DagsterInstance, warehouse: Warehouse, universe: Universe, ui_url: str) -> Snapshot:
     now = datetime.now(UTC)
-    specs = universe.specs
+    specs = universe.all_specs
     coverage = {c.asset_key: c for c in coverage_for(instance, specs, now)}
     status = status_report(warehouse, specs, now)
-    vendors = last_vendors(warehouse, [(s.symbol, s.interval) for s in specs])
+    vendors = last_vendors(warehouse, [(s.symbol, s.interval) for s in specs if not s.indicators])
     return Snapshot(now, specs, coverage, status, _summary_rows(specs, coverage, status, vendors, ui_url))
 
 

@@ -204,16 +204,17 @@ def build_definitions(
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )
-    report, report_job, report_schedule, report_sensor = build_coverage_report(universe.specs, clock)
+    every = universe.all_specs  # bars and indicator assets
+    report, report_job, report_schedule, report_sensor = build_coverage_report(every, clock)
     reconcile_job, reconcile_schedule = build_reconcile_job(
         universe.specs, universe.config.vendors, universe.config.reconciliation, clock
     )
-    group_jobs = [j for j in jobs if j.name.startswith("ohlcv_") and not j.name.endswith("_verify_job")]
+    heal_jobs = [j for j in jobs if j.name.startswith(("ohlcv_", "indicators_")) and not j.name.endswith("_verify_job")]
     sensors = [
-        build_freshness_sensor(universe.specs, clock, universe.config.alerting.freshness_interval_seconds),
+        build_freshness_sensor(every, clock, universe.config.alerting.freshness_interval_seconds),
         build_failure_sensor(universe.config.alerting.failure_interval_seconds),
         build_orphan_sensor(),
-        build_healing_sensor(universe.specs, group_jobs, universe.config.healing, clock),
+        build_healing_sensor(every, heal_jobs, universe.config.healing, clock),
         report_sensor,
         *([build_derived_automation_sensor(derived)] if derived else []),
     ]

@@ -13,8 +13,9 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from marketcov_dagster.defs.history import coverage_for
+from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.partitions import group_job_name
-from marketcov_dagster.lib.healing import plan_healing
+from marketcov_dagster.lib.healing import HealRun, plan_healing
 from marketcov_dagster.lib.universe import AssetSpecification, HealingSettings
 
 HEAL_SENSOR = "gap_healing"
@@ -25,6 +26,20 @@ _ACTIVE = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+def _tag(run: HealRun) -> str:
+    """``calendar|interval|session``, and ``|indicators`` for an indicator run."""
+    return "|".join(run.slot if run.kind != "ohlcv" else run.slot[:3])
+
+
+def _job_name(run: HealRun) -> str:
+    return (indicator_job_name if run.kind == "indicators" else group_job_name)(run.calendar, run.interval)
+
+
+def _slot(tag: str) -> tuple[str, str, str, str]:
+    calendar, interval, session, *kind = tag.split("|")
+    return (calendar, interval, session, kind[0] if kind else "ohlcv")
 
 
 def build_healing_sensor(
@@ -45,10 +60,7 @@ def build_healing_sensor(
         now = clock()
         active = context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
         healing = [r for r in active if HEAL_TAG in r.tags]
-        in_flight: set[tuple[str, str, str]] = set()
-        for r in healing:
-            calendar, interval, session = r.tags[HEAL_TAG].split("|")
-            in_flight.add((calendar, interval, session))
+        in_flight = {_slot(r.tags[HEAL_TAG]) for r in healing}
         room = min(settings.max_runs_per_tick, settings.max_in_flight - len(healing))
         if room <= 0:
             return dg.SensorResult(skip_reason=f"{len(healing)} healing run(s) in flight; waiting")
@@ -58,11 +70,11 @@ def build_healing_sensor(
             return dg.SensorResult(skip_reason="no missing or partial session inside the windows")
         requests = [
             dg.RunRequest(
-                job_name=group_job_name(run.calendar, run.interval),
+                job_name=_job_name(run),
                 partition_key=run.session,
                 asset_selection=[dg.AssetKey(k.split("/")) for k in run.asset_keys],
-                run_key=f"heal:{run.calendar}:{run.interval}:{run.session}:{now:%Y-%m-%d}",
-                tags={HEAL_TAG: f"{run.calendar}|{run.interval}|{run.session}"},
+                run_key=f"heal:{':'.join(run.slot)}:{now:%Y-%m-%d}",
+                tags={HEAL_TAG: _tag(run)},
             )
             for run in plan
         ]

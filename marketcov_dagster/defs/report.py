@@ -1,4 +1,4 @@
-"""The ``coverage_report`` asset: coverage and freshness of every OHLCV asset, viewable in the UI
+"""The ``coverage_report`` asset: coverage and freshness of every asset (bars and indicators), viewable in the UI
 (a markdown table and a heatmap picture in its metadata) and written as HTML, CSV and PNG to
 ``$MARKETCOV_REPORT_DIR`` (default ``$DAGSTER_HOME/reports``). Refreshed after every run that
 succeeds and hourly.
@@ -47,7 +47,8 @@ def build_coverage_report(
         group_name="reports",
         deps=[dg.AssetKey(list(s.key_path)) for s in specs],
         kinds={"html", "csv"},
-        description="Coverage (%, segments, missing, partial, expired, last session) and lag of every OHLCV asset, "
+        description="Coverage (%, segments, missing, partial, expired, last session) and lag of every asset "
+        "(bars and indicators), "
         "with a heatmap of the last 60 days; also written as HTML, CSV and PNG.",
     )
     def coverage_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]

@@ -138,31 +138,43 @@ def ended_cutoffs(specs: Sequence[AssetSpecification], now: datetime) -> dict[tu
 
 class LatestBars(Protocol):
     def latest_bar_ts(
-        self, pairs: Sequence[tuple[str, str]], not_after: Mapping[tuple[str, str], int] | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        not_after: Mapping[tuple[str, str], int] | None = None,
+        indicators: bool = False,
     ) -> dict[tuple[str, str], int]: ...
 
 
+def by_table(specs: Sequence[AssetSpecification]) -> list[tuple[bool, list[AssetSpecification]]]:
+    """``specs`` split by where their rows live: bars (False) and indicator values (True)."""
+    return [(ind, group) for ind in (False, True) if (group := [s for s in specs if s.indicators == ind])]
+
+
 def freshness_now(store: LatestBars, specs: Sequence[AssetSpecification], now: datetime) -> list[Freshness]:
-    """Freshness of every spec from the newest stored bar that has ended by ``now``."""
-    latest = store.latest_bar_ts([(s.symbol, s.interval) for s in specs], ended_cutoffs(specs, now))
-    return freshness_all(specs, latest, now)
+    """Freshness of every spec (in ``specs``' order) from its newest stored row that has ended by
+    ``now``: bars from the bars table, indicator assets from their own values."""
+    by_key: dict[str, Freshness] = {}
+    for indicators, group in by_table(specs):
+        pairs = [(s.symbol, s.interval) for s in group]
+        latest = store.latest_bar_ts(pairs, ended_cutoffs(group, now), indicators)
+        by_key.update((f.asset_key, f) for f in freshness_all(group, latest, now))
+    return [by_key[s.key_str] for s in specs]
 
 
 def freshness_all(
     specs: Sequence[AssetSpecification], latest: Mapping[tuple[str, str], int], now: datetime
 ) -> list[Freshness]:
-    """Freshness of every spec; ``latest`` maps (symbol, interval) to the newest bar's open time."""
+    """Freshness of every spec of one table; ``latest`` maps (symbol, interval) to the newest row's open time."""
     return [freshness(s, latest.get((s.symbol, s.interval)), now) for s in specs]
 
 
 def root_causes(results: Sequence[Freshness], specs: Sequence[AssetSpecification]) -> list[Freshness]:
-    """The results worth an incident: a resampled asset that is stale because its source is stale
-    is left out (one mail for the minute bars, not four), and so is left as it was."""
-    stale: set[tuple[str, str]] = {(f.symbol, f.interval) for f in results if f.stale}
-    source: dict[tuple[str, str], tuple[str, str]] = {
-        (s.symbol, s.interval): (s.symbol, s.derived_from) for s in specs if s.derived_from is not None
-    }
-    return [f for f in results if not (f.stale and source.get((f.symbol, f.interval)) in stale)]
+    """The results worth an incident: an asset computed from another (resampled candles, indicators)
+    that is stale because what it is computed from is stale is left out (one mail for the minute
+    bars, not one per derived asset), and so is left as it was."""
+    stale = {f.asset_key for f in results if f.stale}
+    upstream = {s.key_str: s.upstream_key_str for s in specs}
+    return [f for f in results if not (f.stale and upstream.get(f.asset_key) in stale)]
 
 
 def longest_pause(calendar: TradingCalendar, today: date, until: str = "open") -> timedelta:

@@ -21,19 +21,28 @@ class HealRun:
     interval: str
     session: str
     asset_keys: tuple[str, ...]
+    kind: str = "ohlcv"  # or "indicators": which of the group's jobs runs it
+
+    @property
+    def slot(self) -> tuple[str, str, str, str]:
+        return (self.calendar, self.interval, self.session, self.kind)
 
 
 def plan_healing(
     coverage: Sequence[tuple[AssetSpecification, AssetCoverage]],
     max_runs: int,
-    in_flight: Collection[tuple[str, str, str]] = (),
+    in_flight: Collection[tuple[str, str, str, str]] = (),
 ) -> list[HealRun]:
-    """At most ``max_runs`` runs, newest session first; (calendar, interval, session) triples
-    already being healed are skipped."""
-    holes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for spec, cov in coverage:
-        for session in (*cov.missing, *cov.partial):
-            holes[(spec.calendar, spec.interval, session)].append(spec.key_str)
-    ordered = sorted(holes, key=lambda k: (k[2], k[1], k[0]), reverse=True)
-    runs = [HealRun(c, i, s, tuple(sorted(holes[(c, i, s)]))) for c, i, s in ordered if (c, i, s) not in in_flight]
-    return runs[: max(0, max_runs)]
+    """At most ``max_runs`` runs, newest session first; slots (calendar, interval, session, kind)
+    already being healed are skipped. A session of an asset computed from another (candles,
+    indicators) waits while what it is computed from lacks that session too: healing the source
+    comes first, and the derived session then follows it (or the next tick heals it)."""
+    gaps: dict[str, set[str]] = {spec.key_str: {*cov.missing, *cov.partial} for spec, cov in coverage}
+    holes: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
+    for spec, _ in coverage:
+        upstream = gaps.get(spec.upstream_key_str or "", set())
+        for session in gaps[spec.key_str] - upstream:
+            holes[(spec.calendar, spec.interval, session, spec.kind)].append(spec.key_str)
+    ordered = sorted(holes, key=lambda k: (k[2], k[3] == "ohlcv", k[1], k[0]), reverse=True)
+    runs = [HealRun(c, i, s, tuple(sorted(holes[(c, i, s, k)])), k) for c, i, s, k in ordered]
+    return [r for r in runs if r.slot not in in_flight][: max(0, max_runs)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.calendars import get_calendar
-from marketcov_dagster.lib.freshness import Freshness, ended_cutoffs, freshness_all
+from marketcov_dagster.lib.freshness import Freshness, by_table, ended_cutoffs, freshness_now
 from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -38,15 +38,12 @@ def outside_session_bars(warehouse: Warehouse, specs: Sequence[AssetSpecificatio
 def _measure(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> list[tuple[Freshness, int]]:
     """Freshness and unended rows of each asset (in ``specs``' order), bars and indicator assets
     each from their own table."""
-    by_key: dict[str, tuple[Freshness, int]] = {}
-    for indicators in (False, True):
-        group = [s for s in specs if s.indicators == indicators]
+    unended: dict[str, int] = {}
+    for indicators, group in by_table(specs):
         pairs = [(s.symbol, s.interval) for s in group]
-        ended_by = ended_cutoffs(group, now)  # rows stamped later have not ended: not fresh, but counted
-        unended = warehouse.count_bars_after(pairs, ended_by, indicators)
-        for f in freshness_all(group, warehouse.latest_bar_ts(pairs, ended_by, indicators), now):
-            by_key[f.asset_key] = (f, unended.get((f.symbol, f.interval), 0))
-    return [by_key[s.key_str] for s in specs]
+        counts = warehouse.count_bars_after(pairs, ended_cutoffs(group, now), indicators)
+        unended.update((s.key_str, counts.get((s.symbol, s.interval), 0)) for s in group)
+    return [(f, unended[f.asset_key]) for f in freshness_now(warehouse, specs, now)]
 
 
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:

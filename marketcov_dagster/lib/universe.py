@@ -391,8 +391,21 @@ class AssetSpecification:
         return ("ohlcv", self.derived_from, symbol_to_key_part(self.symbol))
 
     @property
+    def kind(self) -> str:
+        """``ohlcv`` for bars (fetched or resampled), ``indicators`` for an indicator asset."""
+        return "indicators" if self.indicators else "ohlcv"
+
+    @property
     def key_path(self) -> tuple[str, str, str]:
-        return ("indicators" if self.indicators else "ohlcv", self.interval, symbol_to_key_part(self.symbol))
+        return (self.kind, self.interval, symbol_to_key_part(self.symbol))
+
+    @property
+    def upstream_key_str(self) -> str | None:
+        """The asset this one is computed from (its bars for an indicator asset, the finer bars
+        for a resampled one); None for fetched bars."""
+        if self.indicators:
+            return "/".join(("ohlcv", self.interval, symbol_to_key_part(self.symbol)))
+        return "/".join(self.source_key_path) if self.source_key_path else None
 
     @property
     def key_str(self) -> str:
@@ -439,6 +452,12 @@ class Universe:
     def indicator_specs(self) -> list[AssetSpecification]:
         """The assets whose bars get an indicator asset."""
         return [s for s in self.specs if s.interval in self.config.indicators.intervals]
+
+    @property
+    def all_specs(self) -> list[AssetSpecification]:
+        """Every asset the universe defines: bars (fetched and resampled), then indicator assets."""
+        specs = self.specs
+        return [*specs, *self.indicators_of(specs)]
 
     def indicators_of(self, specs: Sequence[AssetSpecification]) -> list[AssetSpecification]:
         """The indicator assets computed from ``specs``' bars (``indicators/<interval>/<SYMBOL>``)."""

@@ -90,7 +90,8 @@ def _backfilled(home: Path, env: dict[str, str]) -> list[date]:
     crypto_last = get_calendar("24/7").last_closed_session(datetime.now(UTC))
     assert crypto_last is not None  # its own latest day: on a Monday, XNYS's latest is Friday
     for args in (
-        ["--symbols", "AAPL", "--intervals", "1d", "--start", first, "--end", end],
+        # with the indicator asset indicators/1d/AAPL (BRK.B's and BTCUSDT's stay without data)
+        ["--symbols", "AAPL", "--intervals", "1d", "--start", first, "--end", end, "--indicators"],
         # 1m from the second session: the first is a hole in AAPL 1m's coverage
         ["--symbols", "AAPL", "--intervals", "1m", "--start", second, "--end", end],
         [

@@ -72,7 +72,7 @@ def test_loopback_needs_no_token(tmp_path: Path) -> None:
     proc, base, log = start_server(env, home)
     try:
         served = Served(base, env, home, "", [], log)
-        assert served.json("/api/status/summary")["no_data"] == 6
+        assert served.json("/api/status/summary")["no_data"] == 9  # 6 bars and 3 indicator assets
         req = urllib.request.Request(f"{base}/api/vendors", headers={"Origin": "https://evil.example"})
         with urllib.request.urlopen(req, timeout=30) as r:
             assert "access-control-allow-origin" not in {k.lower() for k in r.headers}

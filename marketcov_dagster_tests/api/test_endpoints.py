@@ -23,61 +23,82 @@ def _csv(served: Served, path: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(body)))
 
 
+NO_DATA = {  # BRK.B 1d and 1m, BTCUSDT 1d, and the indicators of both daily assets
+    "ohlcv/1d/BRK_2E_B",
+    "ohlcv/1d/BTCUSDT",
+    "ohlcv/1m/BRK_2E_B",
+    "indicators/1d/BRK_2E_B",
+    "indicators/1d/BTCUSDT",
+}
+
+
 def test_status_summary_filters_buckets_sla_and_csv(served: Served) -> None:
     doc = served.json("/api/status/summary")
     assert naive_timestamps(doc) == []
     rows = {a["asset_key"]: a for a in doc["assets"]}
-    assert len(rows) == 6
+    assert len(rows) == 9  # 6 bars and 3 indicator assets
     aapl = rows["ohlcv/1d/AAPL"]
     assert aapl["last_session"] == served.sessions[-1].isoformat() and aapl["last_vendor"] == "synthetic"
-    assert aapl["stale"] is False and aapl["freshness_bucket"] == "le_24h"
+    assert aapl["stale"] is False and aapl["freshness_bucket"] == "le_24h" and aapl["kind"] == "ohlcv"
     assert aapl["ui_url"].endswith("/assets/ohlcv/1d/AAPL?view=partitions")
+    # the indicator asset, measured by its own stored values, and covered like its bars
+    ind = rows["indicators/1d/AAPL"]
+    assert ind["kind"] == "indicators" and ind["symbol"] == "AAPL" and ind["interval"] == "1d"
+    assert ind["stale"] is False and ind["no_data"] is False and ind["last_vendor"] is None
+    assert ind["latest_bar_end"] == aapl["latest_bar_end"] and ind["last_session"] == aapl["last_session"]
+    assert ind["coverage_pct"] == aapl["coverage_pct"]
     brk = rows["ohlcv/1d/BRK_2E_B"]
     assert brk["no_data"] and brk["freshness_bucket"] == "none" and brk["symbol"] == "BRK.B"
-    assert doc["freshness_buckets"]["none"] == doc["no_data"] == 3  # BRK.B 1d and 1m, BTCUSDT 1d
-    assert sum(doc["freshness_buckets"].values()) == 6
-    # three assets have nothing: the lag verdict fails; 3 of 6 assets hold their latest session
+    assert doc["freshness_buckets"]["none"] == doc["no_data"] == 5
+    assert sum(doc["freshness_buckets"].values()) == 9
+    # five assets have nothing: the lag verdict fails; 4 of 9 assets hold their latest session
     verdicts = {v["name"]: v for v in doc["sla"]}
-    assert not verdicts["max_lag"]["ok"] and "3 with no data" in verdicts["max_lag"]["actual"]
-    assert verdicts["latest_session_stored"]["actual"].startswith("50.0% (3/6)") and doc["sla_ok"] is False
+    assert not verdicts["max_lag"]["ok"] and "5 with no data" in verdicts["max_lag"]["actual"]
+    assert verdicts["latest_session_stored"]["actual"].startswith("44.4% (4/9)") and doc["sla_ok"] is False
 
     only = served.json("/api/status/summary?symbols=AAPL&intervals=1m")
     assert [a["asset_key"] for a in only["assets"]] == ["ohlcv/1m/AAPL"]
     assert only["sla_ok"] is True  # judged on the filtered assets
-    assert {a["asset_key"] for a in served.json("/api/status/summary?state=no_data")["assets"]} == {
+    assert {a["asset_key"] for a in served.json("/api/status/summary?state=no_data")["assets"]} == NO_DATA
+    crypto = served.json("/api/status/summary?asset_class=crypto&q=btc")["assets"]
+    assert {a["asset_key"] for a in crypto} == {"ohlcv/1d/BTCUSDT", "ohlcv/1m/BTCUSDT", "indicators/1d/BTCUSDT"}
+    table = _csv(served, "/api/status/summary?format=csv&intervals=1d")
+    assert sorted(r["asset_key"] for r in table) == [
+        "indicators/1d/AAPL",
+        "indicators/1d/BRK_2E_B",
+        "indicators/1d/BTCUSDT",
+        "ohlcv/1d/AAPL",
         "ohlcv/1d/BRK_2E_B",
         "ohlcv/1d/BTCUSDT",
-        "ohlcv/1m/BRK_2E_B",
-    }
-    crypto = served.json("/api/status/summary?asset_class=crypto&q=btc")["assets"]
-    assert {a["asset_key"] for a in crypto} == {"ohlcv/1d/BTCUSDT", "ohlcv/1m/BTCUSDT"}
-    table = _csv(served, "/api/status/summary?format=csv&intervals=1d")
-    assert sorted(r["asset_key"] for r in table) == ["ohlcv/1d/AAPL", "ohlcv/1d/BRK_2E_B", "ohlcv/1d/BTCUSDT"]
+    ]
     by_key = {r["asset_key"]: r for r in table}
     assert by_key["ohlcv/1d/AAPL"]["coverage_pct"] == str(rows["ohlcv/1d/AAPL"]["coverage_pct"])
+    assert by_key["indicators/1d/AAPL"]["kind"] == "indicators"
 
 
 def test_coverage_list_search_status_groups_pagination_and_csv(served: Served) -> None:
-    cli = strict_loads(marketcov(["coverage", "--format", "json"], served.env).stdout)
+    cli = strict_loads(marketcov(["coverage", "--indicators", "--format", "json"], served.env).stdout)
     by_key = {a["asset_key"]: a for a in cli["assets"]}
     doc = served.json("/api/coverage?page_size=4")
-    assert doc["total"] == 6 and len(doc["items"]) == 4 and doc["page"] == 1
-    rest = served.json("/api/coverage?page_size=4&page=2")["items"]
-    items = doc["items"] + rest
-    assert len(items) == 6 and len({i["asset_key"] for i in items}) == 6
-    for i in items:  # the same answer as `marketcov coverage`
+    assert doc["total"] == 9 and len(doc["items"]) == 4 and doc["page"] == 1
+    items = doc["items"] + [
+        i for page in (2, 3) for i in served.json(f"/api/coverage?page_size=4&page={page}")["items"]
+    ]
+    assert len(items) == 9 and len({i["asset_key"] for i in items}) == 9
+    for i in items:  # the same answer as `marketcov coverage --indicators`
         c = by_key[i["asset_key"]]
         for k in ("covered_sessions", "expected_sessions", "coverage_pct", "missing", "partial", "segments"):
             assert i[k] == c[k], (i["asset_key"], k)
-    assert {g["asset_class"]: g["assets"] for g in doc["by_asset_class"]} == {"us_equity": 4, "crypto": 2}
+        assert i["kind"] == i["asset_key"].split("/")[0]
+    assert {g["asset_class"]: g["assets"] for g in doc["by_asset_class"]} == {"us_equity": 6, "crypto": 3}
     assert served.json("/api/coverage?page=9")["items"] == []
     empty = served.json("/api/coverage?status=empty")["items"]
-    assert {i["asset_key"] for i in empty} == {"ohlcv/1d/BRK_2E_B", "ohlcv/1m/BRK_2E_B", "ohlcv/1d/BTCUSDT"}
+    assert {i["asset_key"] for i in empty} == NO_DATA
     assert [i["asset_key"] for i in served.json("/api/coverage?q=brk_2e&intervals=1m")["items"]] == [
         "ohlcv/1m/BRK_2E_B"
     ]
     rows = _csv(served, "/api/coverage?format=csv&symbols=AAPL")
-    assert [r["asset_key"] for r in rows] == ["ohlcv/1d/AAPL", "ohlcv/1m/AAPL"]
+    assert [r["asset_key"] for r in rows] == ["ohlcv/1d/AAPL", "ohlcv/1m/AAPL", "indicators/1d/AAPL"]
     assert rows[1]["missing_count"] == str(len(by_key["ohlcv/1m/AAPL"]["missing"])) and "missing" not in rows[1]
 
 
@@ -89,7 +110,11 @@ def test_range_readiness(served: Served) -> None:
     hole = served.json(f"/api/coverage/AAPL/1m?start={s[0]}&end={s[-1]}")
     assert hole["complete"] is False and hole["missing"] == [s[0]] and hole["expected_sessions"] == 4
     daily = served.json(f"/api/coverage/AAPL/1d?start={s[0]}&end={s[-1]}")
-    assert daily["complete"] is True
+    assert daily["complete"] is True and daily["asset_key"] == "ohlcv/1d/AAPL"
+    # the indicator asset of the same bars, asked for by kind
+    ind = served.json(f"/api/coverage/AAPL/1d?start={s[0]}&end={s[-1]}&kind=indicators")
+    assert ind["complete"] is True and ind["asset_key"] == "indicators/1d/AAPL" and ind["covered_sessions"] == 4
+    assert served.json(f"/api/coverage/BTCUSDT/1d?kind=indicators&start={s[0]}&end={s[-1]}")["complete"] is False
     # a range reaching into the future is not ready: its sessions are pending
     later = (served.sessions[-1] + timedelta(days=30)).isoformat()
     future = served.json(f"/api/coverage/AAPL/1d?start={s[0]}&end={later}")
@@ -103,6 +128,8 @@ def test_range_readiness(served: Served) -> None:
     for path, status, field in (
         ("/api/coverage/ZZZZ/1d", 404, None),
         ("/api/coverage/AAPL/5m", 404, None),
+        ("/api/coverage/AAPL/1m?kind=indicators", 404, None),  # indicators are computed for 1d only
+        ("/api/coverage/AAPL/1d?kind=candles", 422, "kind"),
         ("/api/coverage/AAPL/1d?start=20261102", 422, "start"),
         ("/api/coverage/AAPL/1d?start=2026-W45-1", 422, "start"),
         ("/api/coverage/AAPL/1d?end=2026-02-30", 422, "end"),
@@ -160,8 +187,9 @@ def test_remediation_vendors_incidents_ops_and_health(served: Served) -> None:
     assert vendors["alpaca"]["state"] == "unavailable" and vendors["synthetic"]["state"] == "ok"
     assert served.json("/api/incidents?state=open") == {"total": 0, "page": 1, "page_size": 100, "items": []}
     ops = served.json("/api/ops?hours=24")
-    assert ops["runs_by_status"] == {"SUCCESS": 3, "FAILURE": 1} and ops["queue_depth"] == 0
-    assert ops["success_rate_30d"] == 0.75 and ops["finished_runs_30d"] == 4 and ops["success_goal"] == 0.99
+    # four backfill runs (AAPL 1d bars, then its indicators; AAPL 1m; BTCUSDT 1m) and the outage
+    assert ops["runs_by_status"] == {"SUCCESS": 4, "FAILURE": 1} and ops["queue_depth"] == 0
+    assert ops["success_rate_30d"] == 0.8 and ops["finished_runs_30d"] == 5 and ops["success_goal"] == 0.99
     (failed,) = ops["failed_runs"]
     assert failed["job_name"] == "ohlcv_outage_job"
     assert failed["error"] == "fetch_bars: RuntimeError: alpaca: HTTP 503 service unavailable"
@@ -207,6 +235,7 @@ def test_metrics_are_prometheus_text_matching_the_summary(served: Served) -> Non
         _metric(families, "marketcov_lag_minutes", asset_key="ohlcv/1d/AAPL") == summary["ohlcv/1d/AAPL"]["lag_minutes"]
     )
     assert not [s for s in families["marketcov_lag_minutes"].samples if s.labels["symbol"] == "BRK.B"]
+    assert _metric(families, "marketcov_stale", asset_key="indicators/1d/AAPL", kind="indicators") == 0.0
     assert _metric(families, "marketcov_vendor_state", vendor="alpaca", state="unavailable") == 1.0
     assert _metric(families, "marketcov_vendor_calls", vendor="alpaca") == 1.0
     assert _metric(families, "marketcov_remediation_entries", kind="vendor_error", interval="1m") == 1.0
@@ -220,7 +249,7 @@ def test_status_page_reads_without_javascript(served: Served) -> None:
     assert "<script" not in html and '<html lang="en">' in html
     assert "SLA NOT met" in html and "max_lag" in html
     assert 'href="http://127.0.0.1:3000/assets/ohlcv/1d/AAPL?view=partitions"' in html
-    assert html.count("class='badge no_data'") == 3 and "gapped" in html
+    assert html.count("class='badge no_data'") == 5 and "gapped" in html
     assert "Vendor health" in html and "alpaca" in html and "No open incident." in html
     assert "XNYS: the last" in html and "✗" in html and "✓" in html
     code, filtered, _ = served.get("/?intervals=1m&state=no_data")  # states that do not move with the hour

@@ -65,7 +65,7 @@ def test_status_page_filters_exports_links_to_dagster_and_passes_axe(
             chrome.get(served.base + "/")
             assert chrome.title == "marketcov status"
             rows = chrome.find_elements(By.CSS_SELECTOR, "#summary tbody tr")
-            assert len(rows) == 6
+            assert len(rows) == 9  # 6 bars and 3 indicator assets
             banner = chrome.find_element(By.CSS_SELECTOR, "[role=status]").text
             assert banner.startswith("SLA NOT met")
 

@@ -29,6 +29,7 @@ def test_report_asset_shows_coverage_and_a_heatmap(tmp_path: Path, monkeypatch: 
         asset_classes={
             "us": {"calendar": "XNYS", "vendors": ["synthetic"], "intervals": ["1d"], "symbols": ["AAPL", "MSFT"]}
         },
+        indicators={"intervals": ["1d"]},
     )
     url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
     defs = build_definitions(universe, now=NOW, warehouse=WarehouseResource(url=url), clock=lambda: NOW)
@@ -39,6 +40,10 @@ def test_report_asset_shows_coverage_and_a_heatmap(tmp_path: Path, monkeypatch: 
             instance=instance, asset_selection=[AAPL], tags=tags
         )
         assert ingest.success
+        indicators = defs.resolve_job_def("indicators_xnys_1d_job").execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["indicators", "1d", "AAPL"])], tags=tags
+        )
+        assert indicators.success
         assert defs.resolve_job_def(REPORT_JOB).execute_in_process(instance=instance).success
         event = instance.get_latest_materialization_event(REPORT_KEY)
         assert event is not None and event.asset_materialization is not None
@@ -47,7 +52,10 @@ def test_report_asset_shows_coverage_and_a_heatmap(tmp_path: Path, monkeypatch: 
         table = str(meta["coverage"].value)
         assert "| `ohlcv/1d/AAPL` | 66.67 | 6/9 | 1 | 3 | 0 | 0 | 2025-02-04 |" in table
         assert "| `ohlcv/1d/MSFT` | 0.00 | 0/9 | 0 | 9 | 0 | 0 | - | no data yet |" in table
-        assert meta["assets"].value == 2 and meta["missing_sessions"].value == 12
+        # the indicator assets are reported like their bars, each from its own history
+        assert "| `indicators/1d/AAPL` | 66.67 | 6/9 | 1 | 3 | 0 | 0 | 2025-02-04 |" in table
+        assert "| `indicators/1d/MSFT` | 0.00 | 0/9 | 0 | 9 | 0 | 0 | - | no data yet |" in table
+        assert meta["assets"].value == 4 and meta["missing_sessions"].value == 24
 
         picture = str(meta["heatmap"].value)
         png = base64.b64decode(picture.split("base64,")[1].rstrip(")"))
@@ -59,12 +67,16 @@ def test_report_asset_shows_coverage_and_a_heatmap(tmp_path: Path, monkeypatch: 
         html = (tmp_path / "reports" / "coverage.html").read_text()
         assert "ohlcv/1d/AAPL" in html and "data:image/png;base64," in html
         csv_lines = (tmp_path / "reports" / "coverage.csv").read_text().splitlines()
-        assert csv_lines[0].startswith("asset_key,") and len(csv_lines) == 3
+        assert csv_lines[0].startswith("asset_key,") and len(csv_lines) == 5
         assert (tmp_path / "reports" / "coverage_heatmap.png").read_bytes() == png
 
         # refreshed after every successful run, except its own
         sensor = defs.get_repository_def().get_sensor_def("coverage_report_after_runs")
-        for run_id, wanted in ((ingest.run_id, True), (instance.get_runs(limit=1)[0].run_id, False)):
+        for run_id, wanted in (
+            (ingest.run_id, True),
+            (indicators.run_id, True),
+            (instance.get_runs(limit=1)[0].run_id, False),
+        ):
             run = instance.get_run_by_id(run_id)
             assert run is not None
             event_ = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0]

@@ -250,3 +250,30 @@ def test_a_candle_stale_because_its_minutes_are_is_not_a_second_incident() -> No
         "ohlcv/5m/AAPL",
         "ohlcv/1h/AAPL",
     ]
+
+
+def test_indicators_are_measured_by_their_own_values_and_open_an_incident_only_as_the_root(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from marketcov_dagster.lib.freshness import freshness_now, root_causes
+
+    now = at("2025-02-05 12:00")  # Wednesday mid-session: Tuesday's daily bar is the newest ended
+    daily = spec("1d")
+    ind = replace(daily, indicators=True)
+    for ts in (ms("2025-01-31 09:30"), ms("2025-02-03 09:30"), ms("2025-02-04 09:30")):
+        sqlite_warehouse.execute("INSERT INTO bars VALUES ('AAPL', '1d', :ts, 1, 1, 1, 1, 1)", {"ts": ts})
+    # the indicators were last computed on Friday: bars fresh, indicators stale (their own incident)
+    sqlite_warehouse.execute(
+        "INSERT INTO indicator_values (symbol, interval, ts) VALUES ('AAPL', '1d', :ts)", {"ts": ms("2025-01-31 09:30")}
+    )
+    bars_f, ind_f = freshness_now(sqlite_warehouse, [daily, ind], now)
+    assert (bars_f.asset_key, bars_f.stale) == ("ohlcv/1d/AAPL", False)
+    assert (ind_f.asset_key, ind_f.stale) == ("indicators/1d/AAPL", True)
+    assert ind_f.latest_end is not None and ind_f.latest_end.startswith("2025-01-31")
+    kept = root_causes([bars_f, ind_f], [daily, ind])
+    assert [f.asset_key for f in kept if f.stale] == ["indicators/1d/AAPL"]
+    # a week later nothing new arrived: both lag, and only the bars are the root cause
+    later = at("2025-02-12 12:00")
+    results = freshness_now(sqlite_warehouse, [ind, daily], later)
+    assert [f.asset_key for f in results] == ["indicators/1d/AAPL", "ohlcv/1d/AAPL"] and all(f.stale for f in results)
+    assert [f.asset_key for f in root_causes(results, [ind, daily])] == ["ohlcv/1d/AAPL"]
