@@ -39,6 +39,7 @@ from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, process_tags
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.intervals import is_intraday
 from marketcov_dagster.lib.processes import die_with_parent
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import BadRangeError, backfill_sessions
@@ -95,7 +96,13 @@ def plan_backfill(
         name = group_job_name(calendar, interval)
         try:
             sessions = backfill_sessions(
-                get_calendar(calendar), members[0].window_days, now, start, end, include_open=interval != "1d"
+                get_calendar(calendar),
+                members[0].window_days,
+                now,
+                start,
+                end,
+                include_open=is_intraday(members[0].interval),
+                whole_week=not is_intraday(members[0].interval),
             )
         except BadRangeError as e:
             plans.append(GroupPlan(name, members, [], skipped=str(e)))

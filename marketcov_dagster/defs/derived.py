@@ -36,6 +36,15 @@ def build_derived_automation_sensor(derived: list[dg.AssetKey]) -> dg.Automation
     )
 
 
+def source_mapping(interval: str, weekends: bool) -> dg.PartitionMapping | None:
+    """Which source partitions a derived partition reads: its own session, or for a weekly bar
+    the sessions of its week (the week's last session holds it: up to 4 sessions back, 6 on a
+    calendar that trades on weekends), so a rewritten Monday re-derives its week."""
+    if interval != "1w":
+        return None
+    return dg.TimeWindowPartitionMapping(start_offset=-6 if weekends else -4, end_offset=0)
+
+
 def derived_member(
     spec: AssetSpecification,
     partitions_def: dg.PartitionsDefinition,
@@ -45,9 +54,13 @@ def derived_member(
     assert spec.derived_from is not None and spec.source_key_path is not None
     source_key = dg.AssetKey(list(spec.source_key_path))
     cal = get_calendar(spec.calendar)
+    # a weekly bar needs its week's sessions from the window's first one on (the source's window is the same)
+    window_first = (
+        partitions_def.start.date() if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) else None
+    )
     asset_spec = dg.AssetSpec(
         key=dg.AssetKey(list(spec.key_path)),
-        deps=[source_key],
+        deps=[dg.AssetDep(source_key, partition_mapping=source_mapping(spec.interval, cal.trades_on_weekends()))],
         partitions_def=partitions_def,
         group_name=f"ohlcv_{spec.interval}",
         freshness_policy=freshness_policy,
@@ -55,6 +68,10 @@ def derived_member(
         description=(
             f"{spec.interval} candles of {spec.symbol} ({spec.asset_class}, {spec.calendar}), resampled from "
             f"{source_key.to_user_string()} and anchored at each session's open; one partition per session."
+            if spec.interval != "1w"
+            else f"Weekly bars of {spec.symbol} ({spec.asset_class}, {spec.calendar}) from "
+            f"{source_key.to_user_string()}: one per week (Monday to Sunday), stamped at its first session's open, "
+            "held by the partition of its last session."
         ),
         tags=asset_tags(spec, derived_from=spec.derived_from),
         metadata={
@@ -75,6 +92,7 @@ def derived_member(
             sessions=days,
             warehouse=scope.warehouse,
             run_id=scope.run_id,
+            window_first=window_first,
         )
         scope.log.info(
             f"{spec.symbol} {spec.interval}: {len(results)} partition(s), {sum(r.rows for r in results)} bars "

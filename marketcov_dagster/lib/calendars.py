@@ -43,10 +43,13 @@ class SessionBounds:
     close_ms: int
     break_start_ms: int | None = None
     break_end_ms: int | None = None
+    week_open_ms: int | None = None  # on the last session of a week only: the open of its first session
 
     def expected_bars(self, interval: Interval) -> int:
         if interval == "1d":
             return 1
+        if interval == "1w":  # the week's bar belongs to its last session
+            return 0 if self.week_open_ms is None else 1
         if interval == "1m":
             minutes = (self.close_ms - self.open_ms) // MINUTE_MS
             if self.break_start_ms is not None and self.break_end_ms is not None:
@@ -65,6 +68,8 @@ class SessionBounds:
         longer than a minute are anchored at the session open (buckets the session has minutes in)."""
         if interval == "1d":
             return np.array([self.open_ms], dtype=np.int64)
+        if interval == "1w":
+            return np.array([] if self.week_open_ms is None else [self.week_open_ms], dtype=np.int64)
         minutes = self._minutes()
         return minutes if interval == "1m" else np.unique(self.bucket_of(minutes, interval))
 
@@ -79,6 +84,8 @@ class SessionBounds:
         trades (the last bar of an early close, or before a break, is short)."""
         if interval == "1d":
             return np.array([self.close_ms], dtype=np.int64)
+        if interval == "1w":
+            return np.array([] if self.week_open_ms is None else [self.close_ms], dtype=np.int64)
         minutes = self._minutes()
         if interval == "1m" or not len(minutes):
             return minutes + MINUTE_MS
@@ -113,6 +120,12 @@ class TradingCalendar:
         self._has_breaks = bool(bs.notna().any())
         self._break_start = bs
         self._break_end = schedule["break_end"]
+        # weeks (Monday to Sunday, by session date): the index of each session's week's first and last session
+        week = np.array([(d - timedelta(days=d.weekday())).toordinal() for d in self._dates], dtype=np.int64)
+        new_week = np.flatnonzero(np.diff(week, prepend=week[0] - 1))
+        ends = np.append(new_week[1:], len(week)) - 1
+        self._week_first = np.repeat(new_week, ends - new_week + 1)
+        self._week_last = np.repeat(ends, ends - new_week + 1)
 
     @property
     def first_session(self) -> date:
@@ -141,7 +154,23 @@ class TradingCalendar:
         if self._has_breaks and pd.notna(self._break_start.iloc[i]):
             bstart = _ms(pd.Timestamp(self._break_start.iloc[i]))
             bend = _ms(pd.Timestamp(self._break_end.iloc[i]))
-        return SessionBounds(day, int(self._open[i]), int(self._close[i]), bstart, bend)
+        week_open = int(self._open[self._week_first[i]]) if self._week_last[i] == i else None
+        return SessionBounds(day, int(self._open[i]), int(self._close[i]), bstart, bend, week_open)
+
+    def week_sessions(self, day: date) -> list[date]:
+        """The sessions of ``day``'s week (Monday to Sunday), in order."""
+        i = self._index[day]
+        return self._dates[int(self._week_first[i]) : int(self._week_last[i]) + 1]
+
+    def last_closed_week(self, now: datetime) -> date | None:
+        """The last session of the newest week whose last session has closed by ``now``."""
+        last = self.last_closed_session(now)
+        if last is None:
+            return None
+        i = self._index[last]
+        if self._week_last[i] != i:
+            i = int(self._week_first[i]) - 1
+        return self._dates[i] if i >= 0 else None
 
     def non_sessions(self, start: date, end: date, weekdays_only: bool = False) -> list[date]:
         """Dates in ``[start, end]`` that are not sessions; only Mon-Fri ones if ``weekdays_only``."""
@@ -168,7 +197,11 @@ class TradingCalendar:
 
     def last_ended_start_ms(self, interval: Interval, now: datetime) -> int:
         """For intraday bars: the latest bar open time whose bar has surely ended by ``now`` (a
-        full bar length ago, or the last, possibly short, bar of the last closed session)."""
+        full bar length ago, or the last, possibly short, bar of the last closed session); for
+        weekly bars the open of the newest week whose last session has closed."""
+        if interval == "1w":
+            week = self.last_closed_week(now)
+            return self.bounds(week).week_open_ms or -1 if week else -1
         cut = int(now.timestamp() * 1000) - bar_ms(interval)
         last = self.last_closed_session(now)
         if last is None:
@@ -189,18 +222,27 @@ class TradingCalendar:
         end = datetime(end.year, end.month, end.day, tzinfo=self.tz)
         return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
-    def partition_window_ms(self, day: date) -> tuple[int, int]:
+    def partition_window_ms(self, day: date, interval: Interval | None = None) -> tuple[int, int]:
         """The warehouse window a session's partition owns: its calendar day, widened to the
-        session bounds should a session ever cross midnight in exchange time."""
+        session bounds should a session ever cross midnight in exchange time. Weekly bars: the
+        week's last session owns the whole week (its bar is stamped at the week's first open),
+        the other sessions an empty window at the week's start."""
+        if interval == "1w":
+            return self.partition_windows_ms([day], interval)[0]
         b = self.bounds(day)
         w0, w1 = self.day_window_ms(day)
         return min(w0, b.open_ms), max(w1, b.close_ms)
 
-    def partition_windows_ms(self, days: Sequence[date]) -> list[tuple[int, int]]:
+    def partition_windows_ms(self, days: Sequence[date], interval: Interval | None = None) -> list[tuple[int, int]]:
         """``partition_window_ms`` of many sessions at once (vectorised: a range of years costs a
         millisecond, not one time-zone conversion per day)."""
         if not days:
             return []
+        if interval == "1w":
+            at = [self._index[d] for d in days]
+            firsts = self.partition_windows_ms([self._dates[int(self._week_first[i])] for i in at])
+            own = self.partition_windows_ms(days)
+            return [(f[0], o[1] if self._week_last[i] == i else f[0]) for i, f, o in zip(at, firsts, own, strict=True)]
         idx = np.array([self._index[d] for d in days])
         midnight = pd.DatetimeIndex([pd.Timestamp(d) for d in days]).tz_localize(str(self.tz))
         nxt = (midnight.tz_localize(None) + pd.Timedelta(days=1)).tz_localize(str(self.tz))

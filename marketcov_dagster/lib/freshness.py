@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Protocol
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
-from marketcov_dagster.lib.intervals import MINUTE_MS, Interval, bar_ms
+from marketcov_dagster.lib.intervals import MINUTE_MS, Interval, bar_ms, is_intraday
 from marketcov_dagster.lib.universe import AssetSpecification, IntervalSettings
 
 
@@ -28,8 +28,8 @@ def expected_end_ms(calendar: TradingCalendar, interval: Interval, now: datetime
     """End (epoch ms) of the newest bar a vendor should have served by ``now``; None before any."""
     t = now - timedelta(minutes=delay_minutes)
     t_ms = int(t.timestamp() * 1000)
-    if interval == "1d":
-        last = calendar.last_closed_session(t)
+    if interval in ("1d", "1w"):
+        last = calendar.last_closed_session(t) if interval == "1d" else calendar.last_closed_week(t)
         return calendar.bounds(last).close_ms if last else None
     opened = calendar.last_opened_session(t)
     if opened is None:
@@ -50,6 +50,9 @@ def bar_end_ms(calendar: TradingCalendar, interval: Interval, ts_ms: int) -> int
     """End of the bar opening at ``ts_ms``: a bar length later but no later than its session's
     close (the last bar of an early close is short), or the close of a daily bar's session."""
     day = _dt(ts_ms).astimezone(calendar.tz).date()
+    if interval == "1w":  # stamped at the week's first open, it ends at the week's last close
+        week = calendar.week_sessions(day) if calendar.is_session(day) else []
+        return calendar.bounds(week[-1]).close_ms if week else ts_ms + 7 * 24 * 60 * MINUTE_MS
     close = calendar.bounds(day).close_ms if calendar.is_session(day) else None
     if interval != "1d":
         end = ts_ms + bar_ms(interval)
@@ -196,7 +199,7 @@ def ui_freshness_windows(
     allows, plus the alert threshold. Closed markets therefore never show as degraded; the
     per-asset truth comes from the freshness sensor. 24/7 markets also get a warn window."""
     threshold = timedelta(minutes=settings.freshness_threshold_minutes)
-    if interval == "1d":
+    if not is_intraday(interval):
         pause = timedelta(days=1) if calendar.always_open else longest_pause(calendar, today, "close")
     else:
         every = timedelta(minutes=settings.refresh_every_minutes)

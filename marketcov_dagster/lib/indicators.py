@@ -100,7 +100,7 @@ def derive_indicators(
     days = sorted(set(sessions))
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     require_source(warehouse, calendar, symbol, interval, days, now_ms, f"{symbol} {interval} indicators")
-    windows = calendar.partition_windows_ms(days)
+    windows = calendar.partition_windows_ms(days, interval)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
     spans = [(windows[0][0], windows[-1][1])] if contiguous else windows
     values = compute(warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1], history=WARMUP_BARS))
@@ -135,7 +135,7 @@ def verify_indicators(
     days = [d for d in days if d.isoformat() in written]
     if not days:
         return {}
-    windows = calendar.partition_windows_ms(days)
+    windows = calendar.partition_windows_ms(days, interval)
     full = compute(warehouse.read_bars(symbol, interval, -(2**62), windows[-1][1]))
     stored = warehouse.read_indicators(symbol, interval, windows[0][0], windows[-1][1])
     fts, sts = full["ts"].to_numpy(), stored["ts"].to_numpy()

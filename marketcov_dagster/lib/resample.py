@@ -1,10 +1,13 @@
-"""Resampled candles: longer intraday bars built from the stored minute bars of each session.
+"""Resampled candles: longer intraday bars built from the stored minute bars of each session,
+and weekly bars built from the stored daily bars of each week.
 
 A bar of ``N`` minutes opens at ``session open + k * N`` (XNYS at 09:30 New York time, crypto at
 00:00 UTC) and holds the session's minutes in ``[start, start + N)``: open = first open, high =
 max, low = min, close = last close, volume = sum. The session's last bar is short where the
-session ends mid-bucket (an early close). A bar is written only once it has ended, and only from
-the source bars that exist, so derived data never claims more than its source holds.
+session ends mid-bucket (an early close). A weekly bar (Monday to Sunday) opens at its first
+session's open, aggregates its sessions' daily bars the same way, and belongs to the partition
+of the week's last session. A bar is written only once it has ended, and only from the source
+bars that exist, so derived data never claims more than its source holds.
 """
 
 from __future__ import annotations
@@ -109,12 +112,39 @@ def source_rows(
     """One read of ``source`` bars over the sessions: the bars inside a session (sorted by time;
     those outside every session, which the source's own checks report, are left out) and the
     position in ``bounds`` of each one's session."""
-    lo = calendar.partition_window_ms(bounds[0].session)[0]
-    hi = calendar.partition_window_ms(bounds[-1].session)[1]
+    lo = calendar.partition_window_ms(bounds[0].session, source)[0]
+    hi = calendar.partition_window_ms(bounds[-1].session, source)[1]
     df = warehouse.read_bars(symbol, source, lo, hi)
     where = session_index(df["ts"].to_numpy(dtype=np.int64), bounds, source)
     keep = where >= 0
     return df[keep].reset_index(drop=True), where[keep]
+
+
+def week_rows(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, bounds: Sequence[SessionBounds]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One read of the daily bars of the weeks the sessions end (``source_rows`` for weekly bars):
+    the daily bars of each such week, and the position in ``bounds`` of the session owning it."""
+    owners = np.array([i for i, b in enumerate(bounds) if b.week_open_ms is not None], dtype=np.int64)
+    if not len(owners):
+        return empty_frame(), np.zeros(0, dtype=np.int64)
+    lo = calendar.partition_window_ms(bounds[int(owners[0])].session, "1w")[0]
+    hi = calendar.partition_window_ms(bounds[int(owners[-1])].session)[1]
+    df = warehouse.read_bars(symbol, "1d", lo, hi)
+    ts = df["ts"].to_numpy(dtype=np.int64)
+    starts = np.array([bounds[i].week_open_ms for i in owners], dtype=np.int64)
+    ends = np.array([bounds[i].close_ms for i in owners], dtype=np.int64)
+    week = np.searchsorted(starts, ts, side="right") - 1
+    keep = (week >= 0) & (ts < ends[np.clip(week, 0, None)])
+    return df[keep].reset_index(drop=True), owners[week[keep]]
+
+
+def _source_of(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, interval: Interval, bounds: Sequence[SessionBounds]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    if interval == "1w":
+        return week_rows(warehouse, calendar, symbol, bounds)
+    return source_rows(warehouse, calendar, symbol, DERIVED_FROM[interval], bounds)
 
 
 def read_source(
@@ -134,17 +164,23 @@ def derive_sessions(
     warehouse: Warehouse,
     run_id: str,
     now: datetime | None = None,
+    window_first: date | None = None,
 ) -> list[PartitionResult]:
     """Resample the sessions from their stored source bars and write them (idempotently, with
     checksums and lineage, as ingested partitions are). Raises before writing anything when a
-    session has not opened or its source partition was never written."""
+    session has not opened or its source partition was never written; for a weekly bar, every
+    session of its week (from ``window_first``, the first session the source's window holds)."""
     source = DERIVED_FROM[interval]
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     days = sorted(set(sessions))
-    require_source(warehouse, calendar, symbol, source, days, now_ms, f"{symbol} {interval}")
+    needed = days
+    if interval == "1w":
+        weeks = [calendar.week_sessions(d) for d in days if calendar.bounds(d).week_open_ms is not None]
+        needed = sorted({*days, *(s for w in weeks for s in w if window_first is None or s >= window_first)})
+    require_source(warehouse, calendar, symbol, source, needed, now_ms, f"{symbol} {interval}")
     bounds = [calendar.bounds(d) for d in days]
-    minutes, where = source_rows(warehouse, calendar, symbol, source, bounds)
+    minutes, where = _source_of(warehouse, calendar, symbol, interval, bounds)
     fetched = np.bincount(where, minlength=len(bounds))
     candles = resample_sessions(minutes, bounds, interval, now_ms)
     fetched_at = now.astimezone(UTC).isoformat()
@@ -152,7 +188,7 @@ def derive_sessions(
     for b, bars, n_source in zip(bounds, candles, fetched, strict=True):
         want = expected_as_of(b, interval, now_ms)
         checksum = bars_checksum(bars)
-        w0, w1 = calendar.partition_window_ms(b.session)
+        w0, w1 = calendar.partition_window_ms(b.session, interval)
         writes.append(PartitionWrite(symbol, interval, b.session, w0, w1, bars, derived_vendor(source), want, checksum))
         results.append(
             PartitionResult(
@@ -189,7 +225,7 @@ def matches_source(
     source = DERIVED_FROM[interval]
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
-    wants = resample_sessions(source_rows(warehouse, calendar, symbol, source, bounds)[0], bounds, interval, now_ms)
+    wants = resample_sessions(_source_of(warehouse, calendar, symbol, interval, bounds)[0], bounds, interval, now_ms)
     stored = read_source(warehouse, calendar, symbol, interval, bounds)
     return {
         b.session.isoformat(): _compare(want, stored[b.session], source) for b, want in zip(bounds, wants, strict=True)

@@ -59,7 +59,7 @@ class IntervalSettings(BaseModel):
     derived_from: Interval | None = Field(
         default=None,
         alias="from",
-        description="Resampled from this interval's stored bars (5m, 15m, 30m, 1h from 1m), never fetched; "
+        description="Resampled from this interval's stored bars (5m, 15m, 30m, 1h from 1m; 1w from 1d), never fetched; "
         "unset settings follow the source's.",
     )
     window_days: int = Field(gt=0, description="How far back partitions reach, in calendar days.")

@@ -59,10 +59,10 @@ def verify_partitions(
     if not days:
         return {}
     now_ms = int(now.timestamp() * 1000)
-    windows = [calendar.partition_window_ms(d) for d in days]
+    windows = calendar.partition_windows_ms(days, interval)
     # read on to the next session that has opened (or to the end of time when none has): bars on
     # the days between sessions, and bars dated in the future, belong to no partition
-    until = _read_until(calendar, days[-1], now_ms)
+    until = _read_until(calendar, days[-1], now_ms, interval)
     df = warehouse.read_bars(symbol, interval, windows[0][0], until)
     unended_from = (now_ms if interval == "1d" else calendar.last_ended_start_ms(interval, now)) + 1
     if until < 2**62:  # bars not ended by now, wherever they lie, count against the range's last session
@@ -91,10 +91,10 @@ def verify_partitions(
     return out
 
 
-def _read_until(calendar: TradingCalendar, last: date, now_ms: int) -> int:
+def _read_until(calendar: TradingCalendar, last: date, now_ms: int, interval: Interval) -> int:
     following = calendar.sessions(last + timedelta(days=1), last + timedelta(days=40))
     if following and calendar.bounds(following[0]).open_ms <= now_ms:
-        return calendar.partition_window_ms(following[0])[0]
+        return calendar.partition_window_ms(following[0], interval)[0]
     return 2**62
 
 

@@ -52,11 +52,13 @@ def backfill_sessions(
     end: date | None = None,
     default_sessions: int = DEFAULT_BACKFILL_SESSIONS,
     include_open: bool = False,
+    whole_week: bool = False,
 ) -> list[date]:
     """Sessions to fetch: ``[start, end]`` clipped to the window and to sessions that have
     opened, or, when no range is given, the latest ``default_sessions`` closed sessions plus,
     with ``include_open`` (minute bars), the session trading now, so that a catch-up with no
-    dates brings a live asset back to fresh."""
+    dates brings a live asset back to fresh; with ``whole_week`` (daily and weekly bars) reaching
+    back to the first session of the newest week that has ended, so its weekly bar can be built."""
     if start and end and start > end:
         raise BadRangeError(f"start {start} is after end {end}")
     first = window_start(calendar, window_days, now)
@@ -64,7 +66,11 @@ def backfill_sessions(
     if last_open is None:
         raise BadRangeError(f"{calendar.name} has no session before {now.isoformat()}")
     if start is None and end is None:
-        closed = expected_sessions(calendar, window_days, now)[-default_sessions:]
+        expected = expected_sessions(calendar, window_days, now)
+        closed = expected[-default_sessions:]
+        week = calendar.last_closed_week(now) if whole_week else None
+        if week is not None and closed:
+            closed = [d for d in expected if d >= min(calendar.week_sessions(week)[0], closed[0])]
         if include_open and last_open not in closed:
             closed.append(last_open)
         return closed

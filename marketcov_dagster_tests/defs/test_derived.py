@@ -129,3 +129,39 @@ def test_indicator_assets_follow_the_daily_bars(tmp_path: Path) -> None:
         assert mat.asset_materialization.metadata["warming_up"].value is True  # six sessions: no 20-bar SMA yet
     rows = Warehouse(url).read_indicators("AAPL", "1d", -(2**62), 2**62)
     assert len(rows) == len(SESSIONS) and rows["ret_1"].notna().sum() == len(SESSIONS) - 1
+
+
+def test_weekly_assets_follow_every_day_of_their_week(tmp_path: Path) -> None:
+    """``ohlcv/1w/AAPL`` on the daily sessions: the week's last session holds the bar, and a
+    rewritten Monday re-derives its week's last session through the partition mapping."""
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    intervals = {"1d": {"window_days": 1095}, "1m": {"window_days": 730}, "1w": {"from": "1d"}}
+    defs = build_definitions(small_universe(intervals=intervals), now=NOW, warehouse=WarehouseResource(url=url))
+    weekly, daily = dg.AssetKey(["ohlcv", "1w", "AAPL"]), dg.AssetKey(["ohlcv", "1d", "AAPL"])
+    graph = defs.resolve_asset_graph()
+    assert graph.get(weekly).parent_keys == {daily}
+    assert {k.name for k in graph.asset_check_keys if k.asset_key == weekly} == {*CHECK_NAMES, MATCHES_SOURCE}
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW)
+        # a week before RANGE too: a weekly partition waits until the sessions it maps to (its own and
+        # the four before it) are stored: of the week of 11-18 only its last session, 11-22, has them
+        assert run_range(defs, instance, "ohlcv_xnys_1d_job", [daily], "2024-11-18", RANGE[1]).success
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW, cursor=tick.cursor)
+        assert tick.get_requested_partitions(weekly) == {"2024-11-22", *SESSIONS}
+        assert run_range(defs, instance, "ohlcv_xnys_1w_job", [weekly], "2024-11-22", RANGE[1]).success
+        for k in SESSIONS:  # every session checked; only Thanksgiving's Friday holds a bar (12-06 is not in range)
+            for check in (*CHECK_NAMES, MATCHES_SOURCE):
+                assert check_status(instance, weekly, check, k) == "SUCCEEDED", (k, check)
+        wh = Warehouse(url)
+        stored = wh.read_bars("AAPL", "1w", -(2**62), 2**62)
+        xnys = get_calendar("XNYS")
+        assert stored["ts"].tolist() == [xnys.bounds(date(2024, 11, d)).open_ms for d in (18, 25)]
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW, cursor=tick.cursor)
+        assert tick.total_requested == 0
+
+        # Monday's daily bar is written again: its week's last session is re-derived
+        assert run_range(defs, instance, "ohlcv_xnys_1d_job", [daily], "2024-11-25", "2024-11-25").success
+        tick = dg.evaluate_automation_conditions(defs, instance, evaluation_time=NOW, cursor=tick.cursor)
+        assert "2024-11-29" in tick.get_requested_partitions(weekly)
+        wh.dispose()

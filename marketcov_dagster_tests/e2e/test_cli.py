@@ -235,20 +235,20 @@ def test_the_readme_main_job_ends_green(tmp_path: Path) -> None:
     shown = readme[readme.index("You should see") :]
     shown = shown[shown.index("```") + 4 : shown.index("```", shown.index("```") + 3)].splitlines()
     run_lines = [line for line in out.stdout.splitlines() if " run " in line]
-    # (1d, 1m fetched; 5m, 15m, 1h resampled) x (XNYS, 24/7), sources first
-    assert len(run_lines) == len([line for line in shown if " run " in line]) == 10
+    # (1d, 1m fetched; 5m, 15m, 1h, 1w resampled) x (XNYS, 24/7), sources first
+    assert len(run_lines) == len([line for line in shown if " run " in line]) == 12
     assert all(line.endswith(" ok") for line in run_lines), run_lines
     header = next(line for line in out.stdout.splitlines() if line.startswith("asset_key"))
     assert header.split() == next(line for line in shown if line.startswith("asset_key")).split()
 
     status = marketcov(["status", "--format", "json"], env, cwd=ROOT)
     doc = json.loads(status.stdout)
-    assert len(doc["assets"]) == 60  # 12 symbols x 5 intervals
+    assert len(doc["assets"]) == 72  # 12 symbols x 6 intervals
     assert doc["stale"] == 0 and doc["no_data"] == 0, [
         (a["asset_key"], a["lag_minutes"]) for a in doc["assets"] if a["stale"] or a["no_data"]
     ]
     table = marketcov(["status"], env, cwd=ROOT).stdout
-    assert "0 stale of 60" in table and "STALE" not in table
+    assert "0 stale of 72" in table and "STALE" not in table
     assert _new_in_source_tree(before) == []
 
 
