@@ -12,7 +12,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -222,6 +222,12 @@ class TradingCalendar:
         end = datetime(end.year, end.month, end.day, tzinfo=self.tz)
         return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
+    @cached_property
+    def _day_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``day_window_ms`` of every session, as two epoch-ms arrays (built once, on first use)."""
+        pairs = np.array([self.day_window_ms(d) for d in self._dates], dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
+
     def partition_window_ms(self, day: date, interval: Interval | None = None) -> tuple[int, int]:
         """The warehouse window a session's partition owns: its calendar day, widened to the
         session bounds should a session ever cross midnight in exchange time. Weekly bars: the
@@ -244,10 +250,9 @@ class TradingCalendar:
             own = self.partition_windows_ms(days)
             return [(f[0], o[1] if self._week_last[i] == i else f[0]) for i, f, o in zip(at, firsts, own, strict=True)]
         idx = np.array([self._index[d] for d in days])
-        midnight = pd.DatetimeIndex([pd.Timestamp(d) for d in days]).tz_localize(str(self.tz))
-        nxt = (midnight.tz_localize(None) + pd.Timedelta(days=1)).tz_localize(str(self.tz))
-        w0 = np.minimum(midnight.as_unit("ms").asi8, self._open[idx])
-        w1 = np.maximum(nxt.as_unit("ms").asi8, self._close[idx])
+        day_start, day_end = self._day_windows
+        w0 = np.minimum(day_start[idx], self._open[idx])
+        w1 = np.maximum(day_end[idx], self._close[idx])
         return list(zip(w0.tolist(), w1.tolist(), strict=True))
 
 

@@ -15,9 +15,8 @@ EMA's start weighs ``(25/27)**400`` ~ 1e-13).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,37 +37,43 @@ INDICATOR_CHECKS = (COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION)
 RETURN_PERIODS = (1, 5, 20, 60, 252)
 
 
+def compute_arrays(close: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The indicators of a series of bars (oldest first): a float array with one row per bar and
+    one column per ``INDICATOR_COLUMNS`` entry, NaN while warming up."""
+    c, h, lo = (np.ascontiguousarray(a, dtype=np.float64) for a in (close, high, low))
+    out = np.full((len(c), len(INDICATOR_COLUMNS)), np.nan)
+    macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
+    columns: list[np.ndarray] = [
+        talib.SMA(c, 20),
+        talib.SMA(c, 50),
+        talib.SMA(c, 200),
+        talib.EMA(c, 12),
+        talib.EMA(c, 26),
+        talib.RSI(c, 14),
+        talib.ATR(h, lo, c, 14),
+        talib.ADX(h, lo, c, 14),
+        macd,
+        signal,
+        hist,
+    ]
+    for j, values in enumerate(columns):
+        out[:, j] = values
+    for j, n in enumerate(RETURN_PERIODS, start=len(columns)):
+        if len(c) > n:
+            out[n:, j] = c[n:] / c[:-n] - 1.0
+    return out
+
+
 def compute(bars: pd.DataFrame) -> pd.DataFrame:
     """The indicators of each bar of a canonical frame (sorted by ``ts``): ``ts`` and one float
     column per indicator (NaN while warming up)."""
-    c = bars["close"].to_numpy(dtype=np.float64)
-    h = bars["high"].to_numpy(dtype=np.float64)
-    lo = bars["low"].to_numpy(dtype=np.float64)
-    macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
-    out: dict[str, Any] = {
-        "ts": bars["ts"].to_numpy(dtype=np.int64),
-        "sma_20": talib.SMA(c, 20),
-        "sma_50": talib.SMA(c, 50),
-        "sma_200": talib.SMA(c, 200),
-        "ema_12": talib.EMA(c, 12),
-        "ema_26": talib.EMA(c, 26),
-        "rsi_14": talib.RSI(c, 14),
-        "atr_14": talib.ATR(h, lo, c, 14),
-        "adx_14": talib.ADX(h, lo, c, 14),
-        "macd": macd,
-        "macd_signal": signal,
-        "macd_hist": hist,
-    }
-    for n in RETURN_PERIODS:
-        r = np.full(len(c), np.nan)
-        if len(c) > n:
-            r[n:] = c[n:] / c[:-n] - 1.0
-        out[f"ret_{n}"] = r
-    return pd.DataFrame(out, columns=["ts", *INDICATOR_COLUMNS])
+    values = compute_arrays(bars["close"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy())
+    df = pd.DataFrame(values, columns=list(INDICATOR_COLUMNS))
+    df.insert(0, "ts", bars["ts"].to_numpy(dtype=np.int64))
+    return df
 
 
-@dataclass(frozen=True)
-class IndicatorResult:
+class IndicatorResult(NamedTuple):
     session: date
     rows: int
     warming_up: list[str]  # indicators with no value yet on some bar of the session
@@ -100,26 +105,26 @@ def derive_indicators(
     days = sorted(set(sessions))
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     require_source(warehouse, calendar, symbol, interval, days, now_ms, f"{symbol} {interval} indicators")
-    windows = calendar.partition_windows_ms(days, interval)
+    windows = np.array(calendar.partition_windows_ms(days, interval), dtype=np.int64).reshape(-1, 2)
+    starts, ends = windows[:, 0], windows[:, 1]
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
-    spans = [(windows[0][0], windows[-1][1])] if contiguous else windows
-    values = compute(warehouse.read_bars(symbol, interval, windows[0][0], windows[-1][1], history=WARMUP_BARS))
-    ts = values["ts"].to_numpy()
-    starts = np.array([w[0] for w in windows], dtype=np.int64)
-    ends = np.array([w[1] for w in windows], dtype=np.int64)
+    spans = [(int(starts[0]), int(ends[-1]))] if contiguous else [(int(a), int(b)) for a, b in windows]
+    bars = warehouse.read_bars(symbol, interval, int(starts[0]), int(ends[-1]), history=WARMUP_BARS)
+    values = compute_arrays(bars["close"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy())
+    ts = bars["ts"].to_numpy()
     pos = np.searchsorted(starts, ts, side="right") - 1
     keep = (pos >= 0) & (ts < ends[np.clip(pos, 0, None)])  # the warm-up bars only feed the averages
-    nan = np.isnan(values[list(INDICATOR_COLUMNS)].to_numpy())
-    warming = np.zeros((len(days), len(INDICATOR_COLUMNS)), dtype=bool)
-    np.logical_or.at(warming, pos[keep], nan[keep])
-    rows = np.bincount(pos[keep], minlength=len(days))
+    # per session (kept bars are in session order): its rows, and which columns have a NaN there
+    edges = np.searchsorted(pos[keep], np.arange(len(days) + 1))
+    rows = np.diff(edges).tolist()
+    nans = np.concatenate([np.zeros((1, values.shape[1]), dtype=np.int64), np.cumsum(np.isnan(values[keep]), axis=0)])
+    warming = (nans[edges[1:]] - nans[edges[:-1]]) > 0
     names = np.array(INDICATOR_COLUMNS)
     any_warming = np.any(warming, axis=1).tolist()
     results = [
-        IndicatorResult(d, int(rows[i]), names[warming[i]].tolist() if any_warming[i] else [])
-        for i, d in enumerate(days)
+        IndicatorResult(d, rows[i], names[warming[i]].tolist() if any_warming[i] else []) for i, d in enumerate(days)
     ]
-    warehouse.write_indicators(symbol, interval, spans, values[keep])
+    warehouse.write_indicators(symbol, interval, spans, ts[keep], values[keep])
     return results
 
 

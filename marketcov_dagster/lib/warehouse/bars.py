@@ -145,25 +145,17 @@ class BarsStore(LineageStore):
     def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int, history: int = 0) -> pd.DataFrame:
         """The bars opening in ``[start_ms, end_ms)``, oldest first; with ``history``, also up to
         that many bars before ``start_ms`` (a warm-up), in the same query."""
-        where = (bars.c.symbol == symbol, bars.c.interval == interval)
-        lo: int | sa.ColumnElement[int] = start_ms
+        # plain SQL: building a SQLAlchemy statement per read costs more than the query
+        m = self.mark
+        key = f'symbol = {m} AND "interval" = {m}'
+        lo, params = m, [symbol, interval, start_ms]
         if history > 0:  # from the history-th bar before start_ms, or from the first bar if fewer
-            nth = (
-                sa.select(bars.c.ts)
-                .where(*where, bars.c.ts < start_ms)
-                .order_by(bars.c.ts.desc())
-                .limit(1)
-                .offset(history - 1)
-                .scalar_subquery()
-            )
-            lo = sa.func.coalesce(nth, -(2**62))
-        q = (
-            sa.select(*(bars.c[c] for c in COLUMNS))
-            .where(*where, bars.c.ts >= lo, bars.c.ts < end_ms)
-            .order_by(bars.c.ts)
-        )
+            nth = f"SELECT ts FROM bars WHERE {key} AND ts < {m} ORDER BY ts DESC LIMIT 1 OFFSET {int(history) - 1}"
+            lo, params = f"COALESCE(({nth}), {m})", [symbol, interval, symbol, interval, start_ms, -(2**62)]
+        columns = ", ".join(COLUMNS)
+        sql = f"SELECT {columns} FROM bars WHERE {key} AND ts >= {lo} AND ts < {m} ORDER BY ts"
         with self.engine.connect() as conn:
-            result = conn.execute(q)
+            result = conn.exec_driver_sql(sql, (*params, end_ms))
             # the driver's plain tuples: no conversion is needed for these columns, and building a
             # row object per bar costs more than the query
             return bars_frame(result.cursor.fetchall() if result.cursor is not None else [])

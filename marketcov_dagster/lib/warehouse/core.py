@@ -65,6 +65,7 @@ class WarehouseCore:
                 f"{WAREHOUSE_URL_ENV} is not a database URL (use sqlite:///path or postgresql://user@host/db)"
             ) from None
         self.dialect = u.get_backend_name()
+        self.mark = "?" if self.dialect == "sqlite" else "%s"  # the driver's parameter marker, for plain SQL
         if self.dialect == "sqlite":
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)

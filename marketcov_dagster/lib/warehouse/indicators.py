@@ -4,6 +4,7 @@ read back by range."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -15,38 +16,30 @@ from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS, indicator_
 
 class IndicatorStore(WarehouseCore):
     def write_indicators(
-        self, symbol: str, interval: str, windows: Sequence[tuple[int, int]], values: pd.DataFrame
+        self, symbol: str, interval: str, windows: Sequence[tuple[int, int]], ts: np.ndarray, values: np.ndarray
     ) -> None:
-        """Replace the indicator rows inside ``windows`` with ``values`` (``ts`` plus one column per
-        indicator, NaN stored as NULL), in one transaction."""
-        t = indicator_values
-        cols = list(INDICATOR_COLUMNS)
-        cells = values[cols].to_numpy(dtype=object, copy=True)
-        cells[np.isnan(values[cols].to_numpy(dtype=np.float64))] = None  # NaN is stored as NULL
-        rows = [(symbol, interval, ts, *row) for ts, row in zip(values["ts"].tolist(), cells.tolist(), strict=True)]
-        names = ["symbol", "interval", "ts", *cols]
+        """Replace the indicator rows inside ``windows`` with one row per ``ts`` (``values``: one
+        column per ``INDICATOR_COLUMNS`` entry, NaN stored as NULL), in one transaction."""
+        if self.dialect == "sqlite":  # SQLite binds a NaN as NULL
+            cells = values.T.tolist()
+        else:
+            cells = [[None if v != v else v for v in column] for column in values.T.tolist()]
+        rows = list(zip(repeat(symbol), repeat(interval), ts.tolist(), *cells))
+        mark = self.mark
+        names = [f'"{n}"' for n in ("symbol", "interval", "ts", *INDICATOR_COLUMNS)]
+        insert = f"INSERT INTO indicator_values ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+        key = f'symbol = {mark} AND "interval" = {mark}'
         with self.begin() as conn:
-            if windows:  # one statement, executed once per window
-                conn.execute(
-                    t.delete().where(
-                        t.c.symbol == symbol,
-                        t.c.interval == interval,
-                        t.c.ts >= sa.bindparam("lo"),
-                        t.c.ts < sa.bindparam("hi"),
-                    ),
-                    [{"lo": lo, "hi": hi} for lo, hi in windows],
+            # plain DBAPI: SQLAlchemy's per-row parameter processing costs more than the statements
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.executemany(
+                    f"DELETE FROM indicator_values WHERE {key} AND ts >= {mark} AND ts < {mark}",
+                    [(symbol, interval, lo, hi) for lo, hi in windows],
                 )
-            if rows:
-                # plain DBAPI executemany: SQLAlchemy's per-row parameter processing costs more than the insert
-                mark = "?" if self.dialect == "sqlite" else "%s"
-                cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cur.executemany(
-                        f"INSERT INTO indicator_values ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})",
-                        rows,
-                    )
-                finally:
-                    cur.close()
+                cur.executemany(insert, rows)
+            finally:
+                cur.close()
 
     def read_indicators(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         t = indicator_values
