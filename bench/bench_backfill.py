@@ -218,7 +218,7 @@ def levers(
 SQLITE_STORAGES = [
     ("sqlite", "Dagster's default: one file per run + an index file, a new engine per event"),
     ("consolidated", "`ConsolidatedSqliteEventLogStorage`: one file, a new engine per event"),
-    ("held", "consolidated + one engine held per process, synchronous=NORMAL (bench/sqlite_held.py)"),
+    ("held", "the embedded default (`dagster.yaml`): consolidated, one connection pool held per process"),
 ]
 
 
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "--instance",
         choices=("sqlite", "consolidated", "held", "postgres"),
         default="sqlite",
-        help="the Dagster instance's storage (consolidated: SQLite with one event log file; held: the same "
-        "holding one connection per process, bench only)",
+        help="the Dagster instance's storage (sqlite: Dagster's default; consolidated: SQLite with one event "
+        "log file; held: the same holding one connection pool per process, the project's dagster.yaml)",
     )
     p.add_argument("--levers", action="store_true", help="compare Dagster's levers on ours instead")
     p.add_argument(

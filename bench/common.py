@@ -38,18 +38,16 @@ def write_postgres_instance(home: Path, url: str) -> None:
 def write_consolidated_instance(home: Path, held: bool = False) -> None:
     """A ``dagster.yaml`` in ``home``: SQLite, but every run's events in one event log file
     (Dagster's ``ConsolidatedSqliteEventLogStorage``) instead of one file per run plus an index;
-    ``held``: the bench-only subclass that keeps one engine per process (``bench/sqlite_held.py``)."""
-    module, cls = (
-        ("bench.sqlite_held", "HeldSqliteEventLogStorage")
-        if held
-        else (
-            "dagster._core.storage.event_log",
-            "ConsolidatedSqliteEventLogStorage",
-        )
-    )
+    ``held``: the embedded default's storage, the same holding one connection pool per process
+    (``marketcov_dagster/instance/event_log.py``, the project's ``dagster.yaml``)."""
+    if held:
+        storage = "  module: marketcov_dagster.instance.event_log\n  class: HeldSqliteEventLogStorage\n"
+        config = f"    dagster_home: {home}\n"
+    else:
+        storage = "  module: dagster._core.storage.event_log\n  class: ConsolidatedSqliteEventLogStorage\n"
+        config = f"    base_dir: {home / 'history'}\n"
     (home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nevent_log_storage:\n  module: {module}\n"
-        f"  class: {cls}\n  config:\n    base_dir: {home / 'history'}\n"
+        f"telemetry:\n  enabled: false\nevent_log_storage:\n{storage}  config:\n{config}"
     )
 
 

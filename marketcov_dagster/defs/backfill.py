@@ -174,8 +174,9 @@ def instance_hint(instance: dg.DagsterInstance, plans: Sequence[GroupPlan]) -> s
     if partitions < SLOW_ON_SQLITE or not isinstance(instance.event_log_storage, SqliteEventLogStorage):
         return None
     return (
-        f"this Dagster instance keeps its event log in SQLite, which opens a connection per event; "
-        f"{partitions:,} partitions would run several times faster on a PostgreSQL instance "
+        f"this Dagster instance keeps its event log in Dagster's default SQLite storage, which opens a "
+        f"connection per event; {partitions:,} partitions would run several times faster with the "
+        "event_log_storage of the project's dagster.yaml, or on a PostgreSQL instance "
         "(README: Production, BENCHMARKS.md)"
     )
 

@@ -139,7 +139,8 @@ def _group_definitions(
             cross = universe.config.daily_vs_minutes if spec.interval == "1d" and spec.symbol in minutes else None
             members.append((spec.pool, ohlcv_member(spec, pdef, universe.config.vendors, policy, cross)))
     job_name = group_job_name(calendar, interval)
-    out.assets += group_ops(job_name.removesuffix("_job"), members, pdef, f"{interval} {calendar}")
+    ops = group_ops(job_name.removesuffix("_job"), members, pdef, f"{interval} {calendar}")
+    out.assets += ops
     keys = [m.key for _, m in members]
     if settings.derived_from is None:  # derived assets follow their source by automation
         out.schedules.append(build_group_schedule(calendar, interval, settings, job_name, now.date()))
@@ -153,7 +154,9 @@ def _group_definitions(
         ),
         dg.define_asset_job(
             verify_job_name(calendar, interval),
-            selection=dg.AssetSelection.checks_for_assets(*keys),
+            # the check keys themselves: Dagster resolves checks_for_assets by a scan of every check
+            # in the location per selected asset, seconds at thousands of assets
+            selection=dg.AssetSelection.checks(*(k for op in ops for k in op.check_keys)),
             description=f"Re-run the checks of the {interval} {calendar} assets against the warehouse.",
         ),
     ]

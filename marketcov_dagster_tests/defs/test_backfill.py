@@ -218,14 +218,23 @@ def test_a_worker_that_fails_reports_every_run_it_owned(tmp_path: Path) -> None:
     assert all(r.error == "worker failed: RuntimeError: the code location does not load" for r in runs)
 
 
-def test_a_large_backfill_on_a_sqlite_instance_suggests_postgres(tmp_path: Path, postgres_dagster_url: str) -> None:
+def test_a_large_backfill_on_dagsters_default_sqlite_storage_suggests_ours_or_postgres(
+    tmp_path: Path, postgres_dagster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plans = _default_plans()
     small = [GroupPlan(p.job_name, p.specs[:1], p.sessions[-3:]) for p in plans]
     with _instance(tmp_path / "sqlite", None) as instance:
         hint = instance_hint(instance, plans)
         assert hint and "SQLite" in hint and f"{partitions_of(plans):,} partitions" in hint
+        assert "dagster.yaml" in hint
         assert instance_hint(instance, small) is None
     with _instance(tmp_path / "postgres", postgres_dagster_url) as instance:
+        assert instance_hint(instance, plans) is None
+    ours = tmp_path / "embedded"
+    ours.mkdir()
+    (ours / "dagster.yaml").write_text((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(ours))
+    with dg.DagsterInstance.from_config(str(ours)) as instance:  # the embedded default: no hint
         assert instance_hint(instance, plans) is None
 
 
