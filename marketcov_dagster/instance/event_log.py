@@ -42,8 +42,9 @@ def _pragmas(dbapi_conn: Any, _record: Any) -> None:
 class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     """``ConsolidatedSqliteEventLogStorage`` whose connections come from one pool per process.
 
-    In ``dagster.yaml``; the events go to ``history/event_log.db`` in the instance's folder (the
-    one the instance is loaded from, whatever loads it), or under ``dagster_home`` when given::
+    The events go to ``history/event_log.db`` in the folder the instance is loaded from (whatever
+    loads it: the CLI, the UI, the daemon, a run worker), or under ``dagster_home`` when the
+    config gives one. In ``dagster.yaml``::
 
         event_log_storage:
           module: marketcov_dagster.instance.event_log
@@ -106,6 +107,8 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         self._watchers[run_id][callback] = cursor
 
     def dispose(self) -> None:
+        if not self._opened:  # never registered with an instance: nothing was opened
+            return
         super().dispose()  # type: ignore[no-untyped-call]
         with self._engine_lock:
             if self._engine is not None and self._engine_pid == os.getpid():
