@@ -235,8 +235,14 @@ def matches_source(
 def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckOutcome:
     if len(want) == len(have) and all(np.array_equal(want[c].to_numpy(), have[c].to_numpy()) for c in COLUMNS):
         # the usual case, without a join: every bar in place and equal
-        meta = {"bars": len(have), "source_bars_give": len(want), "missing": 0, "extra": 0, "different": 0}
-        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", meta)
+        same: dict[str, Any] = {
+            "bars": len(have),
+            "source_bars_give": len(want),
+            "missing": 0,
+            "extra": 0,
+            "different": 0,
+        }
+        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", same)
     merged = want.merge(have, on="ts", how="outer", suffixes=("_src", ""), indicator=True)
     only_source = merged["_merge"] == "left_only"
     only_stored = merged["_merge"] == "right_only"
