@@ -114,6 +114,26 @@ def test_indicator_holes_heal_through_their_own_job_after_their_bars() -> None:
     assert [r.session for r in plan_healing([(ind, cov(ind, ["2025-02-05"]))], 5, {runs[2].slot})] == []
 
 
+def test_a_weekly_session_waits_while_any_day_of_its_week_is_missing() -> None:
+    """The week of 2025-01-27 has its Monday's daily bar missing: its weekly bar (held by Friday
+    01-31) waits for it, while the next week's weekly bar, whose days are all there, is healed."""
+    daily = AssetSpecification("AAPL", "1d", "us", "XNYS", ("synthetic",), 20, 1.0)
+    weekly = AssetSpecification("AAPL", "1w", "us", "XNYS", (), 20, 1.0, derived_from="1d")
+
+    def cov(s: AssetSpecification, missing: list[str]) -> AssetCoverage:
+        return AssetCoverage(
+            s.key_str, "AAPL", s.interval, "XNYS", 15, 15 - len(missing), 0.0, None, None, 0, [], missing, []
+        )
+
+    runs = plan_healing(
+        [(daily, cov(daily, ["2025-01-27"])), (weekly, cov(weekly, ["2025-01-31", "2025-02-07"]))], max_runs=10
+    )
+    assert [(r.session, r.interval) for r in runs] == [("2025-02-07", "1w"), ("2025-01-27", "1d")]
+    # once Monday is there, the week's bar is healed
+    runs = plan_healing([(daily, cov(daily, [])), (weekly, cov(weekly, ["2025-01-31"]))], max_runs=10)
+    assert [(r.session, r.interval) for r in runs] == [("2025-01-31", "1w")]
+
+
 def test_healing_sensor_requests_indicator_runs(tmp_path: Path) -> None:
     universe = small_universe(
         intervals={"1d": {"window_days": 10}},
