@@ -41,26 +41,28 @@ def compute_arrays(close: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.n
     """The indicators of a series of bars (oldest first): a float array with one row per bar and
     one column per ``INDICATOR_COLUMNS`` entry, NaN while warming up."""
     c, h, lo = (np.ascontiguousarray(a, dtype=np.float64) for a in (close, high, low))
-    out = np.full((len(c), len(INDICATOR_COLUMNS)), np.nan)
     macd, signal, hist = talib.MACD(c, fastperiod=12, slowperiod=26, signalperiod=9)
-    columns: list[np.ndarray] = [
-        talib.SMA(c, 20),
-        talib.SMA(c, 50),
-        talib.SMA(c, 200),
-        talib.EMA(c, 12),
-        talib.EMA(c, 26),
-        talib.RSI(c, 14),
-        talib.ATR(h, lo, c, 14),
-        talib.ADX(h, lo, c, 14),
-        macd,
-        signal,
-        hist,
-    ]
-    for j, values in enumerate(columns):
-        out[:, j] = values
-    for j, n in enumerate(RETURN_PERIODS, start=len(columns)):
+    columns: dict[str, np.ndarray] = {
+        "sma_20": talib.SMA(c, 20),
+        "sma_50": talib.SMA(c, 50),
+        "sma_200": talib.SMA(c, 200),
+        "ema_12": talib.EMA(c, 12),
+        "ema_26": talib.EMA(c, 26),
+        "rsi_14": talib.RSI(c, 14),
+        "atr_14": talib.ATR(h, lo, c, 14),
+        "adx_14": talib.ADX(h, lo, c, 14),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+    }
+    for n in RETURN_PERIODS:
+        r = np.full(len(c), np.nan)
         if len(c) > n:
-            out[n:, j] = c[n:] / c[:-n] - 1.0
+            r[n:] = c[n:] / c[:-n] - 1.0
+        columns[f"ret_{n}"] = r
+    out = np.empty((len(c), len(INDICATOR_COLUMNS)))
+    for j, name in enumerate(INDICATOR_COLUMNS):
+        out[:, j] = columns[name]
     return out
 
 

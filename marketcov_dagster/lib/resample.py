@@ -233,39 +233,27 @@ def matches_source(
 
 
 def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckOutcome:
-    if len(want) == len(have) and all(np.array_equal(want[c].to_numpy(), have[c].to_numpy()) for c in COLUMNS):
-        # the usual case, without a join: every bar in place and equal
-        same: dict[str, Any] = {
-            "bars": len(have),
-            "source_bars_give": len(want),
-            "missing": 0,
-            "extra": 0,
-            "different": 0,
-        }
-        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", same)
-    merged = want.merge(have, on="ts", how="outer", suffixes=("_src", ""), indicator=True)
-    only_source = merged["_merge"] == "left_only"
-    only_stored = merged["_merge"] == "right_only"
-    both = merged["_merge"] == "both"
-    differ = np.zeros(len(merged), dtype=bool)
-    for c in COLUMNS[1:]:
-        differ |= both.to_numpy() & (merged[f"{c}_src"].to_numpy() != merged[c].to_numpy())
-    bad = only_source.to_numpy() | only_stored.to_numpy() | differ
-    meta: dict[str, Any] = {
-        "bars": len(have),
-        "source_bars_give": len(want),
-        "missing": int(only_source.sum()),
-        "extra": int(only_stored.sum()),
-        "different": int(differ.sum()),
-    }
-    if not bad.any():
-        return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", meta)
-    examples = [ts_iso(int(t)) for t in merged["ts"].to_numpy()[bad][:3]]
-    meta["examples"] = examples
-    return CheckOutcome(
-        MATCHES_SOURCE,
-        False,
-        f"{int(bad.sum())} bar(s) differ from the candles of the stored {source} bars ({meta['missing']} missing, "
-        f"{meta['extra']} extra, {meta['different']} different; e.g. {', '.join(examples)}): re-derive the session",
-        meta,
-    )
+    meta: dict[str, Any] = {"bars": len(have), "source_bars_give": len(want), "missing": 0, "extra": 0, "different": 0}
+    in_place = len(want) == len(have) and all(np.array_equal(want[c].to_numpy(), have[c].to_numpy()) for c in COLUMNS)
+    if not in_place:  # the usual case needs no join; otherwise join on ts to count and show what differs
+        merged = want.merge(have, on="ts", how="outer", suffixes=("_src", ""), indicator=True)
+        only_source = (merged["_merge"] == "left_only").to_numpy()
+        only_stored = (merged["_merge"] == "right_only").to_numpy()
+        both = (merged["_merge"] == "both").to_numpy()
+        differ = np.zeros(len(merged), dtype=bool)
+        for c in COLUMNS[1:]:
+            differ |= both & (merged[f"{c}_src"].to_numpy() != merged[c].to_numpy())
+        bad = only_source | only_stored | differ
+        meta.update(missing=int(only_source.sum()), extra=int(only_stored.sum()), different=int(differ.sum()))
+        if bad.any():
+            examples = [ts_iso(int(t)) for t in merged["ts"].to_numpy()[bad][:3]]
+            meta["examples"] = examples
+            return CheckOutcome(
+                MATCHES_SOURCE,
+                False,
+                f"{int(bad.sum())} bar(s) differ from the candles of the stored {source} bars ({meta['missing']} "
+                f"missing, {meta['extra']} extra, {meta['different']} different; e.g. {', '.join(examples)}): "
+                "re-derive the session",
+                meta,
+            )
+    return CheckOutcome(MATCHES_SOURCE, True, f"{len(have)} bars equal the candles of the stored {source}", meta)

@@ -146,8 +146,7 @@ class BarsStore(LineageStore):
         """The bars opening in ``[start_ms, end_ms)``, oldest first; with ``history``, also up to
         that many bars before ``start_ms`` (a warm-up), in the same query."""
         # plain SQL: building a SQLAlchemy statement per read costs more than the query
-        m = self.mark
-        key = f'symbol = {m} AND "interval" = {m}'
+        m, key = self.mark, self.asset_sql
         lo, params = m, [symbol, interval, start_ms]
         if history > 0:  # from the history-th bar before start_ms, or from the first bar if fewer
             nth = f"SELECT ts FROM bars WHERE {key} AND ts < {m} ORDER BY ts DESC LIMIT 1 OFFSET {int(history) - 1}"

@@ -66,6 +66,7 @@ class WarehouseCore:
             ) from None
         self.dialect = u.get_backend_name()
         self.mark = "?" if self.dialect == "sqlite" else "%s"  # the driver's parameter marker, for plain SQL
+        self.asset_sql = f'symbol = {self.mark} AND "interval" = {self.mark}'  # plain SQL: one asset's rows
         if self.dialect == "sqlite":
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,12 @@ class IndicatorStore(WarehouseCore):
         mark = self.mark
         names = [f'"{n}"' for n in ("symbol", "interval", "ts", *INDICATOR_COLUMNS)]
         insert = f"INSERT INTO indicator_values ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-        key = f'symbol = {mark} AND "interval" = {mark}'
         with self.begin() as conn:
             # plain DBAPI: SQLAlchemy's per-row parameter processing costs more than the statements
             cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cur.executemany(
-                    f"DELETE FROM indicator_values WHERE {key} AND ts >= {mark} AND ts < {mark}",
+                    f"DELETE FROM indicator_values WHERE {self.asset_sql} AND ts >= {mark} AND ts < {mark}",
                     [(symbol, interval, lo, hi) for lo, hi in windows],
                 )
                 cur.executemany(insert, rows)

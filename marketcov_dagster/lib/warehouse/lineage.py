@@ -61,8 +61,7 @@ class LineageStore(WarehouseCore):
     def written_sessions(self, symbol: str, interval: str, first: str, last: str) -> set[str]:
         """Sessions from ``first`` to ``last`` (ISO dates) with any lineage row: written at least once."""
         m = self.mark
-        sql = f'SELECT DISTINCT session FROM partition_lineage WHERE symbol = {m} AND "interval" = {m} '
-        sql += f"AND session BETWEEN {m} AND {m}"
+        sql = f"SELECT DISTINCT session FROM partition_lineage WHERE {self.asset_sql} AND session BETWEEN {m} AND {m}"
         with self.engine.connect() as conn:  # plain SQL: derived runs ask this for years of sessions
             return {row[0] for row in conn.exec_driver_sql(sql, (symbol, interval, first, last)).fetchall()}
 
