@@ -54,8 +54,8 @@ class VendorStateStore(WarehouseCore):
                 return float(row["blocked_until"] - now)
             tokens = min(float(burst), row["tokens"] + max(0.0, now - row["updated_at"]) * per_minute / 60.0)
             wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
+            if tokens >= 1.0 - 1e-6:  # one who slept the exact wait is not sent round again by float rounding
+                tokens = max(0.0, tokens - 1.0)
             else:
                 wait = (1.0 - tokens) * 60.0 / per_minute
             conn.execute(
