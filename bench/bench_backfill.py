@@ -5,14 +5,17 @@ universe): one single-run range run per (calendar, interval) group and worker pr
 workers and event settings as ``marketcov backfill`` chooses them, on a fresh instance (SQLite,
 or ``--instance postgres``) and a fresh SQLite warehouse. Floor:
 the same runs of assets that do no work at all but emit exactly the same events: per partition
-one materialization with the same metadata keys, and the three checks' per-partition evaluations
-plus their summaries. Also: what one run per partition would cost, measured on a sample and
+one materialization with the same metadata keys, and its checks' per-partition evaluations (three,
+or four where ours runs four) plus their summaries. ``--derived`` takes the whole default universe
+(the candles and weekly bars too, after their sources), as ``marketcov backfill --start
+2000-01-01`` does. Also: what one run per partition would cost, measured on a sample and
 extrapolated. ``--levers`` instead compares, on ours, each lever Dagster offers against a
 sequential run with Dagster's defaults: event batching, planned events as one subset, worker
 processes, the instance on PostgreSQL, held connections.
 
     .venv/bin/python -m bench.bench_backfill --sequential            # the full default history
     .venv/bin/python -m bench.bench_backfill --sequential --instance postgres
+    .venv/bin/python -m bench.bench_backfill --instance held --derived  # the embedded default, everything
     .venv/bin/python -m bench.bench_backfill --levers --symbols AAPL,MSFT,NVDA,BTCUSDT --sessions 150
     .venv/bin/python -m bench.bench_backfill --symbols AAPL,BTCUSDT --sessions 20
     .venv/bin/python -m bench.bench_backfill --smoke
@@ -47,8 +50,9 @@ from marketcov_dagster.defs.backfill import (
 )
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import group_job_name, sessions_partitions
+from marketcov_dagster.lib.intervals import is_intraday
 from marketcov_dagster.lib.universe import AssetSpecification, Universe, load_universe
-from marketcov_dagster.lib.verify import CHECK_NAMES, DAILY_MATCHES_MINUTES
+from marketcov_dagster.lib.verify import CHECK_NAMES, DAILY_MATCHES_MINUTES, MATCHES_SOURCE
 
 ROOT = Path(__file__).resolve().parents[1]
 META: dict[str, object] = {
@@ -99,6 +103,15 @@ def _null_asset(
     return _asset, _checks
 
 
+def _check_names(spec: AssetSpecification, minutes: set[str]) -> tuple[str, ...]:
+    """The checks ours runs on each partition of ``spec``."""
+    if spec.derived_from is not None:
+        return (*CHECK_NAMES, MATCHES_SOURCE)
+    if spec.interval == "1d" and spec.symbol in minutes:
+        return (*CHECK_NAMES, DAILY_MATCHES_MINUTES)
+    return CHECK_NAMES
+
+
 def null_definitions(universe: Universe, now: datetime) -> dg.Definitions:
     groups: dict[tuple[str, str], list[AssetSpecification]] = defaultdict(list)
     for s in universe.specs:
@@ -109,14 +122,7 @@ def null_definitions(universe: Universe, now: datetime) -> dg.Definitions:
     for (calendar, interval), specs in groups.items():
         pdef = sessions_partitions(calendar, specs[0].window_days, now)
         minutes = {s.symbol for s in universe.specs if s.interval == "1m"}
-        built = [
-            _null_asset(
-                s,
-                pdef,
-                (*CHECK_NAMES, DAILY_MATCHES_MINUTES) if s.interval == "1d" and s.symbol in minutes else CHECK_NAMES,
-            )
-            for s in specs
-        ]
+        built = [_null_asset(s, pdef, _check_names(s, minutes)) for s in specs]
         assets += [a for a, _ in built]
         checks += [c for _, c in built]
         jobs.append(dg.define_asset_job(group_job_name(calendar, interval), selection=[a for a, _ in built]))
@@ -236,6 +242,16 @@ def sqlite_storages(
     return rows
 
 
+def _latest(plan: GroupPlan, n: int) -> list[date]:
+    """The latest ``n`` sessions of ``plan``; daily groups from the Monday of that week, so a
+    weekly bar finds every day of its week."""
+    if not plan.sessions or is_intraday(plan.specs[0].interval):
+        return plan.sessions[-n:]
+    first = plan.sessions[-min(n, len(plan.sessions))]
+    monday = first - timedelta(days=first.weekday())
+    return [d for d in plan.sessions if d >= monday]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--symbols", help="comma-separated subset (default: the whole default universe)")
@@ -257,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--sample", type=int, default=5, help="single-partition runs timed for the extrapolation")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it; DIR/ours is then a DAGSTER_HOME")
+    p.add_argument(
+        "--derived",
+        action="store_true",
+        help="the whole default universe, candles and weekly bars too, as `marketcov backfill --start 2000-01-01`",
+    )
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
@@ -264,14 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("dagster").setLevel(logging.WARNING)
     now = datetime.now(UTC)
     universe = load_universe(ROOT / "marketcov.yaml")
-    # the fetched bars only: this measures ingest through Dagster (bench_derived covers the rest)
+    # by default the fetched bars only: ingest through Dagster (bench_derived covers the computation)
     specs = [
-        s for s in universe.select(symbols=args.symbols.split(",") if args.symbols else None) if not s.derived_from
+        s
+        for s in universe.select(symbols=args.symbols.split(",") if args.symbols else None)
+        if args.derived or not s.derived_from
     ]
     start = (now - timedelta(days=args.sessions * 2 + 7)).date() if args.sessions else date(1990, 1, 1)
     plans = plan_backfill(specs, start, None, now)
     if args.sessions:
-        plans = [GroupPlan(pl.job_name, pl.specs, pl.sessions[-args.sessions :]) for pl in plans]
+        plans = [GroupPlan(pl.job_name, pl.specs, _latest(pl, args.sessions)) for pl in plans]
     partitions = partitions_of(plans)
     workers = args.workers or auto_workers(plans)
     command = "python -m bench.bench_backfill " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -321,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                     "-",
                 ]
             )
-        # one run per partition, on a sample of the last plan's first asset
-        plan = plans[-1]
+        # one run per partition, on a sample of the last fetched group's first asset (a fresh home)
+        plan = [pl for pl in plans if pl.sessions and pl.specs[0].derived_from is None][-1]
         one = [GroupPlan(plan.job_name, plan.specs[:1], [d]) for d in plan.sessions[-args.sample :]]
         per_run = _run(ours_defs, Path(tmp) / "per_partition", one, 1, kind) / len(one)
     rows.append(

@@ -1,13 +1,14 @@
 """The embedded default's event log: Dagster's consolidated SQLite event log (one file, WAL), with
 one connection pool held per process instead of a new engine and connection per event.
 
-Dagster's SQLite storages open, configure and close a connection for every event they store, and
-compile their statements again each time; with three check evaluations per partition that churn
-is most of a backfill on the embedded default (BENCHMARKS.md, section 2). This subclass changes
-only how a connection is obtained (``_connect``, the one method every read and write of
-``ConsolidatedSqliteEventLogStorage`` goes through) and how a live run's log is watched (WAL
-writes land in the ``-wal`` file, which Dagster's watcher does not follow). Tables, migrations,
-concurrency pools and every per-partition check result are Dagster's own.
+Dagster's SQLite storages open, configure and close a connection for every event they store (and
+another to look up whether a table exists), and compile their statements again each time; with
+three check evaluations per partition that churn is most of a backfill on the embedded default
+(BENCHMARKS.md, section 2). This subclass changes only how a connection is obtained
+(``_connect``, the one method every read and write of ``ConsolidatedSqliteEventLogStorage`` goes
+through, and ``has_table``, its schema probe) and how a live run's log is watched (WAL writes land
+in the ``-wal`` file, which Dagster's watcher does not follow). Tables, migrations, concurrency
+pools and every per-partition check result are Dagster's own.
 
 ``synchronous=NORMAL`` (WAL): an application crash loses nothing; an OS crash or power loss can
 lose the last events committed, never corrupt the file. Production runs on PostgreSQL.
@@ -52,6 +53,7 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     """
 
     def __init__(self, dagster_home: str | None = None, inst_data: ConfigurableClassData | None = None) -> None:
+        self._tables: set[str] = set()  # tables known to exist (migrations add tables, never drop them)
         self._engine_lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._engine_pid: int | None = None
@@ -97,6 +99,18 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     def _connect(self) -> Iterator[sa.Connection]:  # type: ignore[override]
         with self.held_engine().connect() as conn, conn.begin():
             yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks this for every check evaluation and tag it stores (``supports_asset_checks``),
+        and its SQLite storages answer with a new engine and a schema query each time: an eighth of
+        a backfill. Here it is asked once per process and table, on the held pool."""
+        if table_name in self._tables:
+            return True
+        with self.held_engine().connect() as conn:
+            found = bool(conn.dialect.has_table(conn, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
     def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:
         if not self._obs:

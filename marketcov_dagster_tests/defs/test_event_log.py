@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster._core.event_api import PartitionKeyFilter  # no public way to filter check history by partition
+from dagster._core.storage.event_log.sqlite import consolidated_sqlite_event_log as consolidated
 
 from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -44,7 +45,7 @@ def instance(home: Path) -> Iterator[dg.DagsterInstance]:
 
 
 def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_checks(
-    home: Path, instance: dg.DagsterInstance, tmp_path: Path
+    home: Path, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = instance.event_log_storage
     assert isinstance(storage, HeldSqliteEventLogStorage)
@@ -54,6 +55,10 @@ def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_ch
     checkouts: list[int] = []
     sa.event.listen(engine, "connect", lambda *_: opened.append(1))
     sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    # Dagster's own SQLite storage makes a new engine per event and per schema probe (has_table)
+    engines: list[str] = []
+    real_create = consolidated.create_engine
+    monkeypatch.setattr(consolidated, "create_engine", lambda *a, **k: engines.append(a[0]) or real_create(*a, **k))
 
     defs = build_definitions(small_universe(), now=NOW, warehouse=WarehouseResource(url=f"sqlite:///{tmp_path / 'w'}"))
     result = defs.resolve_job_def("ohlcv_xnys_1m_job").execute_in_process(
@@ -65,7 +70,7 @@ def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_ch
     events = len(instance.all_logs(result.run_id))
     # Dagster still stores through _connect (the one method overridden), on a handful of connections
     assert events > 30 and len(checkouts) >= events
-    assert len(opened) <= POOL_SIZE + POOL_OVERFLOW
+    assert len(opened) <= POOL_SIZE + POOL_OVERFLOW and engines == []
     stored = instance.fetch_materializations(AAPL_1M, limit=100).records
     assert sorted(r.partition_key for r in stored) == SESSIONS  # type: ignore[type-var]
     for session in SESSIONS:
@@ -74,6 +79,16 @@ def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_ch
                 dg.AssetCheckKey(AAPL_1M, check), limit=1, partition_filter=PartitionKeyFilter(key=session)
             )
             assert execution.status.value == "SUCCEEDED", (session, check)
+
+
+def test_a_table_is_probed_once_and_a_missing_one_again(instance: dg.DagsterInstance) -> None:
+    storage = instance.event_log_storage
+    assert isinstance(storage, HeldSqliteEventLogStorage)
+    assert storage.has_table("asset_check_executions") and storage.supports_asset_checks
+    assert not storage.has_table("marketcov_probe")
+    with storage.held_engine().begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE marketcov_probe (x INTEGER)")
+    assert storage.has_table("marketcov_probe")  # a missing table is not remembered as missing
 
 
 @dg.op
