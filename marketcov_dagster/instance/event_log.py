@@ -6,9 +6,10 @@ another to look up whether a table exists), and compile their statements again e
 three check evaluations per partition that churn is most of a backfill on the embedded default
 (BENCHMARKS.md, section 2). This subclass changes only how a connection is obtained
 (``_connect``, the one method every read and write of ``ConsolidatedSqliteEventLogStorage`` goes
-through, and ``has_table``, its schema probe) and how a live run's log is watched (WAL writes land
-in the ``-wal`` file, which Dagster's watcher does not follow). Tables, migrations, concurrency
-pools and every per-partition check result are Dagster's own.
+through), its schema probes (``has_table``, ``_has_asset_key_col_on_connection``: answered once
+per process) and how a live run's log is watched (WAL writes land in the ``-wal`` file, which
+Dagster's watcher does not follow). Tables, migrations, concurrency pools and every per-partition
+check result are Dagster's own.
 
 ``synchronous=NORMAL`` (WAL): an application crash loses nothing; an OS crash or power loss can
 lose the last events committed, never corrupt the file. Production runs on PostgreSQL.
@@ -53,7 +54,7 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     """
 
     def __init__(self, dagster_home: str | None = None, inst_data: ConfigurableClassData | None = None) -> None:
-        self._tables: set[str] = set()  # tables known to exist (migrations add tables, never drop them)
+        self._tables: set[str] = set()  # tables and columns known to exist (migrations add, never drop)
         self._engine_lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._engine_pid: int | None = None
@@ -110,6 +111,16 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
             found = bool(conn.dialect.has_table(conn, table_name))
         if found:
             self._tables.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        """Likewise the column probe Dagster makes for every asset event it stores."""
+        name = f"asset_keys.{column_name}"
+        if name in self._tables:
+            return True
+        found = bool(super()._has_asset_key_col_on_connection(conn, column_name))  # type: ignore[no-untyped-call]
+        if found:
+            self._tables.add(name)
         return found
 
     def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:

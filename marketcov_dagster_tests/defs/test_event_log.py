@@ -81,10 +81,21 @@ def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_ch
             assert execution.status.value == "SUCCEEDED", (session, check)
 
 
-def test_a_table_is_probed_once_and_a_missing_one_again(instance: dg.DagsterInstance) -> None:
+def test_a_table_is_probed_once_and_a_missing_one_again(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = instance.event_log_storage
     assert isinstance(storage, HeldSqliteEventLogStorage)
-    assert storage.has_table("asset_check_executions") and storage.supports_asset_checks
+    assert storage.has_table("asset_check_executions") and storage.has_asset_key_index_cols()
+    assert not storage.has_asset_key_col("marketcov_no_such_column")
+
+    def no_more_probes(*_: object) -> None:
+        raise AssertionError("probed the schema again")
+
+    monkeypatch.setattr(sa, "inspect", no_more_probes)
+    monkeypatch.setattr(type(storage.held_engine().dialect), "has_table", no_more_probes)
+    assert storage.supports_asset_checks and storage.has_asset_key_index_cols()  # remembered
+    monkeypatch.undo()
     assert not storage.has_table("marketcov_probe")
     with storage.held_engine().begin() as conn:
         conn.exec_driver_sql("CREATE TABLE marketcov_probe (x INTEGER)")
