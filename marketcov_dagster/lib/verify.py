@@ -79,15 +79,20 @@ def verify_partitions(
     lineage = warehouse.latest_lineage_many(symbol, interval, keys)
     log = warehouse.remediation(symbols=[symbol], intervals=[interval], kinds=["invalid_bars"])
     log = log[log["session"].isin(keys)]
+    # each session's bars by position: the owned bars' slots never decrease (bars are sorted)
+    owned = np.flatnonzero(slot >= 0)
+    edges = np.searchsorted(slot[owned], np.arange(len(days) + 1))
+    no_log = log.iloc[:0]
+    stray_at = np.flatnonzero(stray)
     out = {}
     for i, d in enumerate(days):
-        part = df[slot == i].reset_index(drop=True)
         row = lineage.get(keys[i])
         if row is None:
             continue
-        quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)]
+        part = df.iloc[owned[edges[i] : edges[i + 1]]].reset_index(drop=True)
+        quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)] if len(log) else no_log
         outcomes = _outcomes(calendar.bounds(d), interval, part, row, quarantined, min_completeness, now_ms)
-        out[keys[i]] = _with_strays(outcomes, ts[stray & (after == i)], now_ms)
+        out[keys[i]] = _with_strays(outcomes, ts[stray_at[after[stray_at] == i]], now_ms)
     return out
 
 
