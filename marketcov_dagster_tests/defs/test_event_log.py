@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -57,8 +58,13 @@ def test_every_event_goes_through_the_held_pool_and_every_partition_keeps_its_ch
     sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
     # Dagster's own SQLite storage makes a new engine per event and per schema probe (has_table)
     engines: list[str] = []
-    real_create = consolidated.create_engine
-    monkeypatch.setattr(consolidated, "create_engine", lambda *a, **k: engines.append(a[0]) or real_create(*a, **k))
+    real_create = sa.create_engine
+
+    def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+        engines.append(url)
+        return real_create(url, **kwargs)
+
+    monkeypatch.setattr(consolidated, "create_engine", create_engine)
 
     defs = build_definitions(small_universe(), now=NOW, warehouse=WarehouseResource(url=f"sqlite:///{tmp_path / 'w'}"))
     result = defs.resolve_job_def("ohlcv_xnys_1m_job").execute_in_process(
