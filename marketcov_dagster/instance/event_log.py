@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -101,28 +101,34 @@ class HeldSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         with self.held_engine().connect() as conn, conn.begin():
             yield conn
 
+    def _known(self, name: str, probe: Callable[[], bool]) -> bool:
+        """``probe()`` once per process while it answers True: migrations add tables and columns,
+        never drop them; a missing one is asked again (a migration may add it)."""
+        if name in self._tables:
+            return True
+        found = bool(probe())
+        if found:
+            self._tables.add(name)
+        return found
+
     def has_table(self, table_name: str) -> bool:
         """Dagster asks this for every check evaluation and tag it stores (``supports_asset_checks``),
         and its SQLite storages answer with a new engine and a schema query each time (with the
         column probe below, a third of a backfill's wall time). Here it is asked once per process
         and table, on the held pool."""
-        if table_name in self._tables:
-            return True
-        with self.held_engine().connect() as conn:
-            found = bool(conn.dialect.has_table(conn, table_name))
-        if found:
-            self._tables.add(table_name)
-        return found
+
+        def probe() -> bool:
+            with self.held_engine().connect() as conn:
+                return bool(conn.dialect.has_table(conn, table_name))
+
+        return self._known(table_name, probe)
 
     def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
         """Likewise the column probe Dagster makes for every asset event it stores."""
-        name = f"asset_keys.{column_name}"
-        if name in self._tables:
-            return True
-        found = bool(super()._has_asset_key_col_on_connection(conn, column_name))  # type: ignore[no-untyped-call]
-        if found:
-            self._tables.add(name)
-        return found
+        return self._known(
+            f"asset_keys.{column_name}",
+            lambda: super(HeldSqliteEventLogStorage, self)._has_asset_key_col_on_connection(conn, column_name),  # type: ignore[no-untyped-call]
+        )
 
     def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:
         if not self._obs:

@@ -82,7 +82,6 @@ def verify_partitions(
     # each session's bars by position: the owned bars' slots never decrease (bars are sorted)
     owned = np.flatnonzero(slot >= 0)
     edges = np.searchsorted(slot[owned], np.arange(len(days) + 1))
-    no_log = log.iloc[:0]
     stray_at = np.flatnonzero(stray)
     out = {}
     for i, d in enumerate(days):
@@ -90,7 +89,7 @@ def verify_partitions(
         if row is None:
             continue
         part = df.iloc[owned[edges[i] : edges[i + 1]]].reset_index(drop=True)
-        quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)] if len(log) else no_log
+        quarantined = log[(log["session"] == keys[i]) & (log["run_id"] == row.run_id)] if len(log) else log
         outcomes = _outcomes(calendar.bounds(d), interval, part, row, quarantined, min_completeness, now_ms)
         out[keys[i]] = _with_strays(outcomes, ts[stray_at[after[stray_at] == i]], now_ms)
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -34,7 +34,17 @@ def settings(name: str, **overrides: Any) -> VendorSettings:
     return VendorSettings(**{**DEFAULT_VENDOR_SETTINGS[name], **FAST, **overrides})
 
 
-def client(name: str, server: FakeVendorServer, ledger: Warehouse, calendar: str = "", **overrides: Any) -> HttpVendor:
+def client(
+    name: str,
+    server: FakeVendorServer,
+    ledger: Warehouse,
+    calendar: str = "",
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    **overrides: Any,
+) -> HttpVendor:
+    """``name``'s client against ``server``; ``overrides`` change its settings, ``clock`` and
+    ``sleep`` replace the real ones."""
     cal = get_calendar(calendar or ("24/7" if name == "binance" else "XNYS"))
     common: dict[str, Any] = {
         "base_url": server.url,
@@ -42,6 +52,7 @@ def client(name: str, server: FakeVendorServer, ledger: Warehouse, calendar: str
         "calendar": cal,
         "ledger": ledger,
     }
+    common.update({k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None})
     if name == "alpaca":
         return AlpacaVendor(key_id=FakeAlpaca.KEY_ID, secret_key=FakeAlpaca.SECRET, **common)
     if name == "polygon":

@@ -24,10 +24,9 @@ from marketcov_dagster.lib.vendors.base import (
     VendorUnavailableError,
 )
 from marketcov_dagster.lib.vendors.http import PACING_MARGIN
-from marketcov_dagster.lib.vendors.polygon import PolygonVendor
 from marketcov_dagster.lib.warehouse import Warehouse
-from marketcov_dagster_tests.fakes.vendor_servers import FakePolygon, FakeVendorServer, Fault, regular_bars
-from marketcov_dagster_tests.vendors.conftest import SERVERS, client, settings
+from marketcov_dagster_tests.fakes.vendor_servers import FakeVendorServer, Fault, regular_bars
+from marketcov_dagster_tests.vendors.conftest import SERVERS, client
 
 pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
@@ -165,13 +164,14 @@ def test_no_backoff_sleep_after_the_final_attempt(
     polygon_server: FakeVendorServer, sqlite_warehouse: Warehouse
 ) -> None:
     slept: list[float] = []
-    vendor = PolygonVendor(
-        api_key=FakePolygon.API_KEY,
-        base_url=polygon_server.url,
-        settings=settings("polygon", max_attempts=3, backoff_base=1.0, backoff_max=8.0),
-        calendar=XNYS,
-        ledger=sqlite_warehouse,
+    vendor = client(
+        "polygon",
+        polygon_server,
+        sqlite_warehouse,
         sleep=slept.append,
+        max_attempts=3,
+        backoff_base=1.0,
+        backoff_max=8.0,
     )
     polygon_server.script = [Fault(503)] * 3
     with pytest.raises(VendorUnavailableError, match="gave up after 3 attempts"):
@@ -190,14 +190,8 @@ def test_pacing_keeps_a_margin_below_the_documented_rate(sqlite_warehouse: Wareh
         now[0] += seconds  # a clock that moves only when the client waits
 
     with SERVERS["polygon"]() as server:
-        vendor = PolygonVendor(
-            api_key=FakePolygon.API_KEY,
-            base_url=server.url,
-            settings=settings("polygon", requests_per_minute=600, burst=1),
-            calendar=XNYS,
-            ledger=sqlite_warehouse,
-            clock=lambda: now[0],
-            sleep=sleep,
+        vendor = client(
+            "polygon", server, sqlite_warehouse, clock=lambda: now[0], sleep=sleep, requests_per_minute=600, burst=1
         )
         for _ in range(4):
             vendor.fetch_bars("AAPL", "1d", *span(date(2024, 3, 11), date(2024, 3, 11)))
