@@ -226,9 +226,11 @@ def _ensure_dagster_home() -> None:
     """``DAGSTER_HOME``, or the default home outside the source tree (created on first use)."""
     from marketcov_dagster.lib.home import resolve_home
 
+    given = bool(os.environ.get("DAGSTER_HOME"))
     home, created = resolve_home()
     if created:
-        print(f"marketcov: note: created the instance home {home} (set DAGSTER_HOME to use another)", file=sys.stderr)
+        hint = "with the default dagster.yaml" if given else "(set DAGSTER_HOME to use another)"
+        print(f"marketcov: note: created the instance home {home} {hint}", file=sys.stderr)
 
 
 @contextmanager

@@ -46,8 +46,9 @@ def require_source(
     if calendar.bounds(days[-1]).open_ms > now_ms:  # days are sorted: the last opens last
         future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
         raise SessionNotStartedError(f"{label}: session(s) {future} have not opened yet")
-    written = warehouse.written_sessions(symbol, source, days[0].isoformat(), days[-1].isoformat())
-    missing = [d.isoformat() for d in days if d.isoformat() not in written]
+    keys = [d.isoformat() for d in days]
+    written = warehouse.written_sessions(symbol, source, keys[0], keys[-1])
+    missing = [k for k in keys if k not in written]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise SourceNotMaterializedError(

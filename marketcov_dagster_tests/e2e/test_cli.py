@@ -255,3 +255,18 @@ def test_the_readme_main_job_ends_green(tmp_path: Path) -> None:
 def _new_in_source_tree(before: list[str]) -> list[str]:
     """Entries of the project root that were not there before (other tests' screenshots aside)."""
     return sorted({p.name for p in ROOT.iterdir()} - set(before) - {"artifacts"})
+
+
+def test_an_empty_dagster_home_is_set_up_like_the_default_one(tmp_path: Path) -> None:
+    """`DAGSTER_HOME` pointed at a new, empty folder: the same instance config as the default home
+    (the consolidated event log, the vendor pool limits), and the user is told once."""
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    env = base_env(home, None)
+    env["MARKETCOV_CONFIG"] = str(ROOT / "marketcov.yaml")
+    out = marketcov(["coverage", "--symbols", "AAPL", "--intervals", "1d"], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"created the instance home {home} with the default dagster.yaml" in out.stderr
+    assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
+    again = marketcov(["coverage", "--symbols", "AAPL", "--intervals", "1d"], env)
+    assert again.returncode == 0 and "created the instance home" not in again.stderr

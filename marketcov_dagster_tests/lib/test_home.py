@@ -30,10 +30,26 @@ def test_relative_xdg_data_home_is_ignored_as_the_spec_says(tmp_path: Path, monk
     assert resolve_home()[0] == tmp_path / ".local" / "share" / "marketcov"
 
 
-def test_dagster_home_is_honoured_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_dagster_home_gets_the_default_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "Another folder" behaves like the default home: the same storage and vendor pool limits."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert resolve_home() == (tmp_path, True)
+    assert [p.name for p in tmp_path.iterdir()] == ["dagster.yaml"]
+    assert (tmp_path / "dagster.yaml").read_text() == default_instance_config()
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # the user's own, kept
+    assert resolve_home() == (tmp_path, False)
+    assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_a_dagster_home_that_holds_anything_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance on Dagster's own defaults (no dagster.yaml): another storage would hide its history."""
+    (tmp_path / "history").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     assert resolve_home() == (tmp_path, False)
-    assert list(tmp_path.iterdir()) == []  # a given home is used as it is
+    assert [p.name for p in tmp_path.iterdir()] == ["history"]
+
+
+def test_dagster_home_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGSTER_HOME", "rel")
     with pytest.raises(ConfigError, match="relative path"):
         resolve_home()
