@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from marketcov_dagster.lib.barsio import (
+    export_sessions,
     iter_bars,
     session_span_ms,
     with_indicators,
@@ -18,7 +19,6 @@ from marketcov_dagster.lib.barsio import (
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.universe import AssetSpecification, ConfigError
 from marketcov_dagster.lib.warehouse import existing_or_empty
-from marketcov_dagster.lib.windows import BadRangeError, window_start
 
 
 def export_bars(
@@ -33,19 +33,20 @@ def export_bars(
         raise ConfigError("--format parquet is binary: give --output FILE")
     if output is not None and not output.strip():
         raise ConfigError("--output is empty: give a file name")
-    now = datetime.now(UTC)
     cal = get_calendar(spec.calendar)
-    lo = start or window_start(cal, spec.window_days, now)
-    hi = end or cal.last_opened_session(now) or lo
-    if lo > hi:
-        raise BadRangeError(f"--start {lo} is after --end {hi}")
-    sessions = cal.sessions(lo, hi)
-    if not sessions:
-        raise BadRangeError(f"no {spec.calendar} session between {lo} and {hi}")
+    sessions = export_sessions(cal, spec.window_days, start, end, datetime.now(UTC))
+    span = session_span_ms(cal, sessions)
     wh = existing_or_empty()
-    chunks = iter_bars(wh, spec.symbol, spec.interval, *session_span_ms(cal, sessions))
+    chunks = iter_bars(wh, spec.symbol, spec.interval, *span)
     if indicators:
         chunks = with_indicators(wh, spec.symbol, spec.interval, chunks)
+        if missing := wh.bars_without_indicators(spec.symbol, spec.interval, *span):
+            print(
+                f"marketcov: note: {missing} bar(s) of {spec.key_str} {sessions[0]}..{sessions[-1]} have no "
+                f"indicators stored (never computed, not warming up): marketcov backfill --symbols {spec.symbol} "
+                f"--intervals {spec.interval} --indicators --start {sessions[0]} --end {sessions[-1]}",
+                file=sys.stderr,
+            )
     if fmt == "parquet":
         n = write_parquet(chunks, Path(str(output)))
     elif output:

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from marketcov_dagster.api import models as m
+from marketcov_dagster.api.bars import router as bars_router
 from marketcov_dagster.api.context import ApiContext
 from marketcov_dagster.api.metrics import metrics_text, registry_for
 from marketcov_dagster.api.page import render
@@ -60,6 +61,7 @@ def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
         return await call_next(request)
 
     app.include_router(router)
+    app.include_router(bars_router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(

@@ -133,6 +133,34 @@ class Readiness(Model):
     segments: list[Segment]
 
 
+class Bar(Model):
+    """One stored bar (``ts``: its open, ISO 8601 UTC), with its indicators when asked for (null
+    while warming up)."""
+
+    ts: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    sma_20: float | None = None
+    sma_50: float | None = None
+    sma_200: float | None = None
+    ema_12: float | None = None
+    ema_26: float | None = None
+    rsi_14: float | None = None
+    atr_14: float | None = None
+    adx_14: float | None = None
+    macd: float | None = None
+    macd_signal: float | None = None
+    macd_hist: float | None = None
+    ret_1: float | None = None
+    ret_5: float | None = None
+    ret_20: float | None = None
+    ret_60: float | None = None
+    ret_252: float | None = None
+
+
 class LineageEntry(Model):
     symbol: str
     interval: str

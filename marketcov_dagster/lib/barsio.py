@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -19,8 +19,24 @@ import sqlalchemy as sa
 from marketcov_dagster.lib.bars import COLUMNS
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.warehouse import Warehouse, bars
+from marketcov_dagster.lib.windows import BadRangeError, window_start
 
 CHUNK_ROWS = 50_000
+
+
+def export_sessions(
+    calendar: TradingCalendar, window_days: int, start: date | None, end: date | None, now: datetime
+) -> list[date]:
+    """The sessions a read of stored bars covers: ``start`` (default: the window's first session)
+    to ``end`` (default: the last session that has opened). An empty range is an error."""
+    lo = start or window_start(calendar, window_days, now)
+    hi = end or calendar.last_opened_session(now) or lo
+    if lo > hi:
+        raise BadRangeError(f"start {lo} is after end {hi}")
+    sessions = calendar.sessions(lo, hi)
+    if not sessions:
+        raise BadRangeError(f"no {calendar.name} session between {lo} and {hi}")
+    return sessions
 
 
 def session_span_ms(calendar: TradingCalendar, sessions: Sequence[date]) -> tuple[int, int]:
@@ -95,35 +111,56 @@ def _peek(chunks: Iterator[pd.DataFrame]) -> tuple[pd.DataFrame | None, Iterator
     return first, itertools.chain([first], chunks)
 
 
-def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
-    """CSV with the bars' columns (and indicator columns when present, empty while warming up)."""
+def csv_text(chunks: Iterator[pd.DataFrame]) -> Iterator[str]:
+    """CSV with the bars' columns (and indicator columns when present, empty while warming up),
+    one piece per chunk after the header."""
     first, chunks = _peek(chunks)
-    n = 0
-    out.write(",".join(_columns(first)) + "\n")
+    yield ",".join(_columns(first)) + "\n"
     for df in chunks:
-        ts = [_iso(int(t)) for t in df["ts"]]
-        frame = df.assign(ts=ts)
-        out.write(frame.to_csv(index=False, header=False))  # repr floats: shortest, exact round trip
-        n += len(df)
-    return n
+        yield df.assign(ts=[_iso(int(t)) for t in df["ts"]]).to_csv(index=False, header=False)  # repr floats
 
 
-def write_json(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
-    """A JSON array of ``{"ts", "open", "high", "low", "close", "volume"}`` (plus one key per
-    indicator when present, null while warming up), written as it streams."""
+def json_text(chunks: Iterator[pd.DataFrame]) -> Iterator[str]:
+    """A strict JSON array of ``{"ts", "open", "high", "low", "close", "volume"}`` (plus one key per
+    indicator when present, null while warming up), one piece per chunk."""
     first, chunks = _peek(chunks)
     cols = _columns(first)
-    n = 0
-    out.write("[")
+    sep = "\n"
+    yield "["
     for df in chunks:
         values = {c: df[c].tolist() for c in cols}
+        records = []
         for i, ts in enumerate(values["ts"]):
             record: dict[str, Any] = {"ts": _iso(int(ts))}
             record.update((c, None if math.isnan(values[c][i]) else float(values[c][i])) for c in cols[1:])
-            out.write(("," if n else "") + "\n" + json.dumps(record, allow_nan=False))
-            n += 1
-    out.write("\n]\n" if n else "]\n")
-    return n
+            records.append(sep + json.dumps(record, allow_nan=False))
+            sep = ",\n"
+        yield "".join(records)
+    yield "\n]\n" if first is not None else "]\n"
+
+
+def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
+    return _write(csv_text, chunks, out)
+
+
+def write_json(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
+    return _write(json_text, chunks, out)
+
+
+def _write(
+    text: Callable[[Iterator[pd.DataFrame]], Iterator[str]], chunks: Iterator[pd.DataFrame], out: IO[str]
+) -> int:
+    """Write ``text`` of the chunks to ``out``; the number of bars written."""
+    seen = [0]
+
+    def counted() -> Iterator[pd.DataFrame]:
+        for df in chunks:
+            seen[0] += len(df)
+            yield df
+
+    for piece in text(counted()):
+        out.write(piece)
+    return seen[0]
 
 
 def write_parquet(chunks: Iterator[pd.DataFrame], path: Path) -> int:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from marketcov_dagster.api.models import Bar
+from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
 from marketcov_dagster_tests.api.conftest import Served
 from marketcov_dagster_tests.e2e.conftest import marketcov
 from marketcov_dagster_tests.e2e.test_cli_json import naive_timestamps, strict_loads
@@ -161,6 +165,57 @@ def test_lineage_pages_and_csv_match_the_warehouse(served: Served) -> None:
     ]
 
 
+def test_bars_stream_what_the_warehouse_holds_as_json_and_csv(served: Served) -> None:
+    """The bars of a session range, as ``marketcov bars`` writes them, from the real server."""
+    s = served.sessions
+    path = f"/api/bars/AAPL/1m?start={s[2].isoformat()}&end={s[3].isoformat()}"
+    doc = served.json(path)
+    wh = Warehouse(served.warehouse_url)
+    xnys = get_calendar("XNYS")
+    stored = wh.read_bars("AAPL", "1m", xnys.bounds(s[2]).open_ms, xnys.bounds(s[3]).close_ms)
+    wh.dispose()
+    assert len(doc) == len(stored) > 0
+    assert doc[0] == {
+        "ts": datetime.fromtimestamp(int(stored["ts"].iloc[0]) / 1000, UTC).isoformat().replace("+00:00", "Z"),
+        **{c: float(stored[c].iloc[0]) for c in ("open", "high", "low", "close", "volume")},
+    }
+    assert [r["close"] for r in doc] == stored["close"].tolist()
+    assert naive_timestamps(doc) == []
+    rows = _csv(served, path + "&format=csv")
+    assert [float(r["close"]) for r in rows] == stored["close"].tolist() and rows[0]["ts"] == doc[0]["ts"]
+    assert served.json(f"/api/bars/BRK.B/1d?start={s[0].isoformat()}&end={s[3].isoformat()}") == []  # never written
+
+
+def test_bars_with_indicators_tell_never_computed_from_warming_up(served: Served) -> None:
+    s = served.sessions
+    code, body, headers = served.get(
+        f"/api/bars/AAPL/1d?start={s[0].isoformat()}&end={s[3].isoformat()}&indicators=true"
+    )
+    assert code == 200, body[:500]
+    doc = strict_loads(body)
+    assert [r["ts"][:10] for r in doc] == [d.isoformat() for d in s]
+    assert headers["x-bars-without-indicators"] == "0"  # each bar's row is stored: a null is warming up
+    assert doc[-1]["ret_1"] is not None and doc[-1]["sma_200"] is None  # computed; SMA 200 still warming up
+    assert set(doc[0]) == {"ts", "open", "high", "low", "close", "volume", *INDICATOR_COLUMNS} == set(Bar.model_fields)
+    code, _, headers = served.get(f"/api/bars/AAPL/1d?start={s[0].isoformat()}&end={s[3].isoformat()}")
+    assert code == 200 and "x-bars-without-indicators" not in headers
+
+
+def test_bars_refuse_unknown_assets_and_bad_ranges(served: Served) -> None:
+    s = served.sessions
+    served.json("/api/bars/ZZZZ/1d", 404)
+    served.json("/api/bars/AAPL/7m", 404)
+    for path, field in (
+        (f"/api/bars/AAPL/1d?start={s[3].isoformat()}&end={s[0].isoformat()}", "start"),
+        ("/api/bars/AAPL/1d?start=2026-13-01", "start"),
+        ("/api/bars/AAPL/1d?end=yesterday", "end"),
+        ("/api/bars/AAPL/1m?indicators=true", "indicators"),  # minute bars have no indicators here
+        ("/api/bars/AAPL/1d?format=xml", "format"),
+    ):
+        doc = served.json(path, 422)
+        assert doc["detail"][0]["loc"] == ["query", field], (path, doc)
+
+
 def test_run_report_has_each_partitions_checksum_and_checks(served: Served) -> None:
     lineage = served.json("/api/lineage?symbol=AAPL&interval=1m")["items"]
     run_id = lineage[0]["run_id"]
@@ -271,5 +326,6 @@ def test_every_json_answer_is_strict_with_offsets(served: Served) -> None:
         "/api/vendors",
         "/api/incidents",
         "/api/ops",
+        "/api/bars/AAPL/1d?indicators=true",
     ):
         assert naive_timestamps(served.json(path)) == [], path

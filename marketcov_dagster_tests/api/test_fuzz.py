@@ -40,7 +40,8 @@ def test_no_server_errors_and_responses_match_the_schema(tmp_path: Path) -> None
     with serving("sqlite", tmp_path) as served:
         schema = schemathesis.openapi.from_url(f"{served.base}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) >= 11, [op.label for op in operations]
+        assert len(operations) >= 12, [op.label for op in operations]
+        assert "GET /api/bars/{symbol}/{interval}" in [op.label for op in operations]
         negative = []
         for operation in operations:
             _fuzz(operation, schemathesis.GenerationMode.POSITIVE)

@@ -88,6 +88,7 @@ def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path
     assert len(rows) == 3 and all(set(COLUMNS) <= set(r) for r in rows)
     assert rows[0]["ts"].endswith("Z") and rows[1]["ret_1"] is not None
     assert rows[0]["sma_20"] is None  # three sessions of history: still warming up, null not a guess
+    assert "no indicators stored" not in shown.stderr
 
     refused = marketcov(["bars", "AAPL", "--interval", "1m", "--indicators"], env)
     assert refused.returncode == 2 and "indicators" in refused.stderr and "Traceback" not in refused.stderr
@@ -106,3 +107,10 @@ def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path
     wh.dispose()
     gone = status()
     assert gone["indicators/1d/AAPL"]["no_data"] and not gone["ohlcv/1d/AAPL"]["no_data"]
+    # read out now, every indicator is null; the note tells never computed from warming up
+    blank = marketcov(
+        ["bars", "AAPL", "--interval", "1d", "--indicators", "--format", "csv", "--start", days[0], "--end", days[-1]],
+        env,
+    )
+    assert blank.returncode == 0 and len(blank.stdout.splitlines()) == 4, blank.stderr
+    assert f"3 bar(s) of ohlcv/1d/AAPL {days[0]}..{days[-1]} have no indicators stored" in blank.stderr

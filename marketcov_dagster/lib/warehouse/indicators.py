@@ -40,6 +40,18 @@ class IndicatorStore(WarehouseCore):
             finally:
                 cur.close()
 
+    def bars_without_indicators(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> int:
+        """How many stored bars in ``[start_ms, end_ms)`` have no indicator row: never computed,
+        as against computed and still warming up (a row of NULLs)."""
+        m = self.mark
+        sql = (
+            f'SELECT COUNT(*) FROM bars b WHERE b.symbol = {m} AND b."interval" = {m} AND b.ts >= {m} AND b.ts < {m} '
+            "AND NOT EXISTS (SELECT 1 FROM indicator_values i "
+            'WHERE i.symbol = b.symbol AND i."interval" = b."interval" AND i.ts = b.ts)'
+        )
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql(sql, (symbol, interval, start_ms, end_ms)).scalar_one())
+
     def read_indicators(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         t = indicator_values
         q = (
