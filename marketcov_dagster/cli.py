@@ -291,12 +291,12 @@ def _run(args: argparse.Namespace) -> int:
         spec = universe.select([args.symbol], [args.interval])  # unknown symbol or interval: one line
         start = parse_day(args.start, "--start") if args.start is not None else None
         end = parse_day(args.end, "--end") if args.end is not None else None
-        _ensure_dagster_home()
         if args.indicators and args.interval not in universe.config.indicators.intervals:
             raise ConfigError(
                 f"--indicators: the universe computes indicators for {universe.config.indicators.intervals or 'no'} "
                 f"interval(s), not {args.interval} (add it under indicators: intervals:)"
             )
+        _ensure_dagster_home()  # after every check of the input: a refused command creates nothing
         return export_bars(spec[0], start, end, args.format, args.output, args.indicators)
     selecting = args.command != "vendors"
     specs = universe.select(args.symbols, args.intervals, args.asset_classes) if selecting else []

@@ -53,6 +53,20 @@ def test_bad_arguments_are_refused_and_write_nothing(home: Path) -> None:
     assert not (home / "storage").exists() and not (home / "history").exists()
 
 
+def test_a_refused_command_creates_no_instance_home(tmp_path: Path) -> None:
+    """On a machine with no instance yet, bad input is refused before the default home is made."""
+    env = {k: v for k, v in base_env(tmp_path, None).items() if k != "DAGSTER_HOME"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["MARKETCOV_CONFIG"] = str(Path(__file__).resolve().parents[2] / "marketcov.yaml")
+    for args, message in (
+        (["bars", "AAPL", "--interval", "1m", "--indicators"], "computes indicators for ['1d']"),
+        (["bars", "ZZZZ", "--interval", "1d"], "unknown symbol(s) ['ZZZZ']"),
+        (["backfill", "--start", "2026-11-31"], "--start: '2026-11-31' is not a date"),
+    ):
+        _refused(args, env, message, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_broken_environment_is_one_line_naming_what_to_fix(home: Path, tmp_path: Path) -> None:
     env = base_env(home, None)
     _refused(["coverage"], {**env, "DAGSTER_HOME": str(tmp_path / "missing")}, "is not an existing folder", home)
