@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from marketcov_dagster.api import models as m
-from marketcov_dagster.api.params import day, unprocessable
+from marketcov_dagster.api.params import asset_spec, day, unprocessable
 from marketcov_dagster.lib.barsio import (
     csv_text,
     export_sessions,
@@ -50,9 +50,7 @@ def bars(
     indicators: bool = Query(False, description="add one column per indicator (the interval must have them)"),
 ) -> Any:
     ctx = request.app.state.ctx
-    spec = next((s for s in ctx.universe.specs if s.symbol == symbol and s.interval == interval), None)
-    if spec is None:
-        raise HTTPException(404, detail=f"no asset {symbol} {interval} in the universe")
+    spec = asset_spec(ctx.universe, symbol, interval)
     first, last = day(start, "start"), day(end, "end")
     if indicators and interval not in ctx.universe.config.indicators.intervals:
         raise unprocessable("indicators", f"the universe computes no indicators for {interval}")

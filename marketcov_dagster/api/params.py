@@ -42,6 +42,15 @@ def day(value: str | None, field: str) -> date | None:
         raise unprocessable(field, str(e)) from None
 
 
+def asset_spec(universe: Universe, symbol: str, interval: str, kind: str = "ohlcv") -> AssetSpecification:
+    """The asset of a path's ``{symbol}/{interval}`` (its bars, or its indicator asset); 404 if none."""
+    for s in universe.all_specs:
+        if s.symbol == symbol and s.interval == interval and s.kind == kind:
+            return s
+    what = "indicator asset" if kind == "indicators" else "asset"
+    raise HTTPException(404, detail=f"no {what} {symbol} {interval} in the universe")
+
+
 def universe_of(request: Request) -> Universe:
     return request.app.state.ctx.universe  # type: ignore[no-any-return]
 

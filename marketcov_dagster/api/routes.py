@@ -19,6 +19,7 @@ from marketcov_dagster.api.params import (
     AssetFilter,
     Paging,
     asset_filter,
+    asset_spec,
     csv_list,
     csv_response,
     day,
@@ -186,14 +187,6 @@ def _coverage_list(ctx: ApiContext, f: AssetFilter, p: Paging, q: str | None, st
     }
 
 
-def _spec(ctx: ApiContext, symbol: str, interval: str, kind: str = "ohlcv") -> AssetSpecification:
-    for s in ctx.universe.all_specs:
-        if s.symbol == symbol and s.interval == interval and s.kind == kind:
-            return s
-    what = "indicator asset" if kind == "indicators" else "asset"
-    raise HTTPException(404, detail=f"no {what} {symbol} {interval} in the universe")
-
-
 @router.get(
     "/coverage/{symbol}/{interval}",
     response_model=m.Readiness,
@@ -209,7 +202,7 @@ def readiness(
     kind: m.Kind = Query("ohlcv", description="the bars (ohlcv) or their indicator asset (indicators)"),
 ) -> Any:
     ctx = ctx_of(request)
-    spec = _spec(ctx, symbol, interval, kind)
+    spec = asset_spec(ctx.universe, symbol, interval, kind)
     first, last = day(start, "start"), day(end, "end")
     cov = ctx.snapshots.get().coverage[spec.key_str]
     now = datetime.now(UTC)
@@ -240,7 +233,7 @@ def lineage(
     format: Format = "json",
 ) -> Any:
     ctx = ctx_of(request)
-    _spec(ctx, symbol, interval)
+    asset_spec(ctx.universe, symbol, interval)
     lo, hi = day(start, "start"), day(end, "end")
     if lo and hi and lo > hi:
         raise unprocessable("start", f"start {lo} is after end {hi}")
