@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from marketcov_dagster.api import models as m
 from marketcov_dagster.api.params import asset_spec, day, unprocessable
+from marketcov_dagster.api.routes import ctx_of
 from marketcov_dagster.lib.barsio import (
     csv_text,
     export_sessions,
@@ -49,7 +50,7 @@ def bars(
     format: Literal["json", "csv"] = "json",
     indicators: bool = Query(False, description="add one column per indicator (the interval must have them)"),
 ) -> Any:
-    ctx = request.app.state.ctx
+    ctx = ctx_of(request)
     spec = asset_spec(ctx.universe, symbol, interval)
     first, last = day(start, "start"), day(end, "end")
     if indicators and interval not in ctx.universe.config.indicators.intervals:
