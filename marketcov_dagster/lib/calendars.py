@@ -142,6 +142,18 @@ class TradingCalendar:
     def is_session(self, day: date) -> bool:
         return day in self._index
 
+    @cached_property
+    def _keys(self) -> list[str]:
+        return [d.isoformat() for d in self._dates]
+
+    def session_keys(self, days: Sequence[date]) -> list[str]:
+        """The ISO dates of sessions (partition keys), from a table: years of them at once."""
+        index, keys = self._index, self._keys
+        try:
+            return [keys[index[d]] for d in days]
+        except KeyError as e:
+            raise ValueError(f"{e.args[0].isoformat()} is not a {self.name} session") from None
+
     def sessions(self, start: date, end: date) -> list[date]:
         """Sessions with ``start <= session <= end``."""
         return self._dates[bisect_left(self._dates, start) : bisect_right(self._dates, end)]
@@ -242,18 +254,22 @@ class TradingCalendar:
     def partition_windows_ms(self, days: Sequence[date], interval: Interval | None = None) -> list[tuple[int, int]]:
         """``partition_window_ms`` of many sessions at once (vectorised: a range of years costs a
         millisecond, not one time-zone conversion per day)."""
-        if not days:
-            return []
-        if interval == "1w":
-            at = [self._index[d] for d in days]
-            firsts = self.partition_windows_ms([self._dates[int(self._week_first[i])] for i in at])
-            own = self.partition_windows_ms(days)
-            return [(f[0], o[1] if self._week_last[i] == i else f[0]) for i, f, o in zip(at, firsts, own, strict=True)]
-        idx = np.array([self._index[d] for d in days])
+        w0, w1 = self.partition_window_arrays(days, interval)
+        return list(zip(w0.tolist(), w1.tolist(), strict=True))
+
+    def partition_window_arrays(
+        self, days: Sequence[date], interval: Interval | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``partition_windows_ms`` as two epoch-ms arrays, the windows' starts and their ends."""
+        idx = np.array([self._index[d] for d in days], dtype=np.int64)
         day_start, day_end = self._day_windows
         w0 = np.minimum(day_start[idx], self._open[idx])
         w1 = np.maximum(day_end[idx], self._close[idx])
-        return list(zip(w0.tolist(), w1.tolist(), strict=True))
+        if interval == "1w":  # the week's first session's start; empty unless the week's last session
+            first = self._week_first[idx]
+            week_start = np.minimum(day_start[first], self._open[first])
+            return week_start, np.where(self._week_last[idx] == idx, w1, week_start)
+        return w0, w1
 
 
 @lru_cache(maxsize=64)

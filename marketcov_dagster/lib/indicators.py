@@ -35,6 +35,7 @@ MATCHES_FULL_RECOMPUTATION = "matches_full_recomputation"
 COVERS_SOURCE_BARS = "covers_source_bars"
 INDICATOR_CHECKS = (COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION)
 RETURN_PERIODS = (1, 5, 20, 60, 252)
+_READ = ("ts", "high", "low", "close")  # the bar columns the indicators need
 
 
 def compute_arrays(close: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.ndarray:
@@ -78,18 +79,32 @@ def compute(bars: pd.DataFrame) -> pd.DataFrame:
 class IndicatorResult(NamedTuple):
     session: date
     rows: int
-    warming_up: list[str]  # indicators with no value yet on some bar of the session
+    warming_up: tuple[str, ...]  # indicators with no value yet on some bar of the session
 
     def metadata(self) -> dict[str, object]:
         return {
             "rows": self.rows,
             "warming_up": bool(self.warming_up),
-            "warming_up_indicators": self.warming_up,
+            "warming_up_indicators": list(self.warming_up),
         }
 
 
 def _in(ts: np.ndarray, window: tuple[int, int]) -> np.ndarray:
     return (ts >= window[0]) & (ts < window[1])
+
+
+_BITS = 1 << np.arange(len(INDICATOR_COLUMNS), dtype=np.int64)
+
+
+def _warming_up(values: np.ndarray, edges: np.ndarray) -> list[tuple[str, ...]]:
+    """Per session (its rows of ``values`` from ``edges[i]`` to ``edges[i + 1]``), the indicators
+    with a NaN there. Sessions share a handful of patterns (none, or the first sessions' longest
+    lookbacks): each is one bit mask, named once."""
+    nans = np.concatenate([np.zeros((1, values.shape[1]), dtype=np.int64), np.cumsum(np.isnan(values), axis=0)])
+    masks = (((nans[edges[1:]] - nans[edges[:-1]]) > 0) @ _BITS).tolist()
+    bits = list(zip(INDICATOR_COLUMNS, _BITS.tolist(), strict=True))
+    named = {m: tuple(c for c, bit in bits if m & bit) for m in set(masks)}
+    return [named[m] for m in masks]
 
 
 def derive_indicators(
@@ -107,25 +122,19 @@ def derive_indicators(
     days = sorted(set(sessions))
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     require_source(warehouse, calendar, symbol, interval, days, now_ms, f"{symbol} {interval} indicators")
-    windows = np.array(calendar.partition_windows_ms(days, interval), dtype=np.int64).reshape(-1, 2)
-    starts, ends = windows[:, 0], windows[:, 1]
+    starts, ends = calendar.partition_window_arrays(days, interval)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
-    spans = [(int(starts[0]), int(ends[-1]))] if contiguous else [(int(a), int(b)) for a, b in windows]
-    bars = warehouse.read_bars(symbol, interval, int(starts[0]), int(ends[-1]), history=WARMUP_BARS)
-    values = compute_arrays(bars["close"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy())
-    ts = bars["ts"].to_numpy()
+    spans = [(int(starts[0]), int(ends[-1]))] if contiguous else list(zip(starts.tolist(), ends.tolist(), strict=True))
+    bars = warehouse.read_bar_arrays(symbol, interval, int(starts[0]), int(ends[-1]), _READ, history=WARMUP_BARS)
+    ts = bars[:, 0].astype(np.int64)
+    values = compute_arrays(bars[:, 3], bars[:, 1], bars[:, 2])
     pos = np.searchsorted(starts, ts, side="right") - 1
     keep = (pos >= 0) & (ts < ends[np.clip(pos, 0, None)])  # the warm-up bars only feed the averages
     # per session (kept bars are in session order): its rows, and which columns have a NaN there
     edges = np.searchsorted(pos[keep], np.arange(len(days) + 1))
     rows = np.diff(edges).tolist()
-    nans = np.concatenate([np.zeros((1, values.shape[1]), dtype=np.int64), np.cumsum(np.isnan(values[keep]), axis=0)])
-    warming = (nans[edges[1:]] - nans[edges[:-1]]) > 0
-    names = np.array(INDICATOR_COLUMNS)
-    any_warming = np.any(warming, axis=1).tolist()
-    results = [
-        IndicatorResult(d, rows[i], names[warming[i]].tolist() if any_warming[i] else []) for i, d in enumerate(days)
-    ]
+    warming_up = _warming_up(values[keep], edges)
+    results = list(map(IndicatorResult._make, zip(days, rows, warming_up, strict=True)))  # years of sessions
     warehouse.write_indicators(symbol, interval, spans, ts[keep], values[keep])
     return results
 

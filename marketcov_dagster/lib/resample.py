@@ -46,10 +46,10 @@ def require_source(
     if calendar.bounds(days[-1]).open_ms > now_ms:  # days are sorted: the last opens last
         future = [d.isoformat() for d in days if calendar.bounds(d).open_ms > now_ms]
         raise SessionNotStartedError(f"{label}: session(s) {future} have not opened yet")
-    keys = [d.isoformat() for d in days]
+    keys = calendar.session_keys(days)
     written = warehouse.written_sessions(symbol, source, keys[0], keys[-1])
-    missing = [k for k in keys if k not in written]
-    if missing:
+    if not written.issuperset(keys):
+        missing = [k for k in keys if k not in written]
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise SourceNotMaterializedError(
             f"{label}: no {source} bars written for {len(missing)} session(s) ({shown}); "

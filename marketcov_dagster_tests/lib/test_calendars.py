@@ -123,3 +123,12 @@ def test_partition_windows_at_once_equal_one_by_one(name: str) -> None:
     days = cal.sessions(date(2023, 1, 1), date(2024, 12, 31))  # both DST changes, every holiday
     assert cal.partition_windows_ms(days) == [cal.partition_window_ms(d) for d in days]
     assert cal.partition_windows_ms([]) == []
+    starts, ends = cal.partition_window_arrays(days, "1w")
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [cal.partition_window_ms(d, "1w") for d in days]
+
+
+def test_session_keys_are_iso_dates_and_refuse_a_non_session() -> None:
+    days = XNYS.sessions(date(2024, 11, 25), date(2024, 12, 2))
+    assert XNYS.session_keys(days) == [d.isoformat() for d in days]
+    with pytest.raises(ValueError, match="2024-11-28 is not a XNYS session"):
+        XNYS.session_keys([date(2024, 11, 27), date(2024, 11, 28)])  # Thanksgiving

@@ -107,9 +107,10 @@ def _fresh_full(wh: Warehouse) -> Warehouse:
 def test_early_partitions_say_they_are_warming_up(wh: Warehouse) -> None:
     results = derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=SESSIONS, warehouse=wh)
     first, late = results[0], results[-1]
-    assert first.warming_up == list(INDICATOR_COLUMNS)  # one bar: nothing has history yet
+    assert first.warming_up == INDICATOR_COLUMNS  # one bar: nothing has history yet
+    assert first.metadata()["warming_up_indicators"] == list(INDICATOR_COLUMNS)
     assert "sma_200" in results[198].warming_up and "sma_200" not in results[199].warming_up
-    assert late.warming_up == [] and late.metadata()["warming_up"] is False
+    assert late.warming_up == () and late.metadata()["warming_up"] is False
     outcome = verify_indicators(wh, XNYS, "AAPL", "1d", SESSIONS[:1])[SESSIONS[0].isoformat()][1]
     assert outcome.passed and "warming up" in outcome.description
 

@@ -72,6 +72,18 @@ def test_checksum_matches_after_round_trip(warehouse: Warehouse) -> None:
         assert bars_checksum(back) == sums[d.isoformat()]
 
 
+def test_bar_arrays_are_the_frames_columns_with_the_same_warm_up(warehouse: Warehouse) -> None:
+    ingest(warehouse, WEEK)
+    b = XNYS.bounds(WEEK[2])
+    frame = warehouse.read_bars("AAPL", "1m", b.open_ms, b.close_ms, history=30)
+    arrays = warehouse.read_bar_arrays("AAPL", "1m", b.open_ms, b.close_ms, ("ts", "close"), history=30)
+    assert len(frame) == 390 + 30 and int(frame["ts"].iloc[30]) == b.open_ms
+    assert arrays[:, 0].astype("int64").tolist() == frame["ts"].tolist()
+    assert arrays[:, 1].tolist() == frame["close"].tolist()
+    with pytest.raises(ValueError, match="not a bar column"):
+        warehouse.read_bar_arrays("AAPL", "1m", b.open_ms, b.close_ms, ("ts", "1; DROP TABLE bars"))
+
+
 def test_changed_vendor_data_is_recorded_as_revision(warehouse: Warehouse) -> None:
     before = ingest(warehouse, WEEK[:1])
 

@@ -33,9 +33,9 @@ def bars_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Rows of ``COLUMNS`` as a frame (``ts`` int64, the rest float64, NULL as NaN), through one
     float64 array (bar timestamps, epoch milliseconds, are exact in a double)."""
     values = np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
-    df = pd.DataFrame(values, columns=list(COLUMNS))
-    df["ts"] = df["ts"].astype(np.int64)
-    return df
+    columns = {c: values[:, j] for j, c in enumerate(COLUMNS)}
+    columns["ts"] = columns["ts"].astype(np.int64)
+    return pd.DataFrame(columns, copy=False)
 
 
 @dataclass(frozen=True)
@@ -145,19 +145,34 @@ class BarsStore(LineageStore):
     def read_bars(self, symbol: str, interval: str, start_ms: int, end_ms: int, history: int = 0) -> pd.DataFrame:
         """The bars opening in ``[start_ms, end_ms)``, oldest first; with ``history``, also up to
         that many bars before ``start_ms`` (a warm-up), in the same query."""
+        return bars_frame(self._bar_rows(symbol, interval, start_ms, end_ms, COLUMNS, history))
+
+    def read_bar_arrays(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, columns: Sequence[str], history: int = 0
+    ) -> np.ndarray:
+        """``read_bars``, only ``columns`` (of ``COLUMNS``), as one float64 array with a row per
+        bar: for computations that need no frame (``ts`` is exact in a double)."""
+        rows = self._bar_rows(symbol, interval, start_ms, end_ms, columns, history)
+        return np.array(rows, dtype=np.float64).reshape(-1, len(columns))
+
+    def _bar_rows(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, columns: Sequence[str], history: int
+    ) -> Sequence[Any]:
+        unknown = set(columns) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"not a bar column: {sorted(unknown)}")
         # plain SQL: building a SQLAlchemy statement per read costs more than the query
         m, key = self.mark, self.asset_sql
         lo, params = m, [symbol, interval, start_ms]
         if history > 0:  # from the history-th bar before start_ms, or from the first bar if fewer
             nth = f"SELECT ts FROM bars WHERE {key} AND ts < {m} ORDER BY ts DESC LIMIT 1 OFFSET {int(history) - 1}"
             lo, params = f"COALESCE(({nth}), {m})", [symbol, interval, symbol, interval, start_ms, -(2**62)]
-        columns = ", ".join(COLUMNS)
-        sql = f"SELECT {columns} FROM bars WHERE {key} AND ts >= {lo} AND ts < {m} ORDER BY ts"
+        sql = f"SELECT {', '.join(columns)} FROM bars WHERE {key} AND ts >= {lo} AND ts < {m} ORDER BY ts"
         with self.engine.connect() as conn:
             result = conn.exec_driver_sql(sql, (*params, end_ms))
             # the driver's plain tuples: no conversion is needed for these columns, and building a
             # row object per bar costs more than the query
-            return bars_frame(result.cursor.fetchall() if result.cursor is not None else [])
+            return result.cursor.fetchall() if result.cursor is not None else []
 
     def expire_before(
         self, symbol: str, interval: str, first_kept: str, cutoff_ms: int, run_id: str, empty_checksum: str
