@@ -8,7 +8,7 @@ processes, with peak memory:
 - validate: ``dagster definitions validate``, which does all that and then has Dagster validate
   each asset's partitions definition one asset at a time (a CLI-only step).
 
-    .venv/bin/python -m bench.bench_load                  # 500 symbols: 3,000 assets
+    .venv/bin/python -m bench.bench_load                  # 500 symbols: 3,500 assets
     .venv/bin/python -m bench.bench_load --smoke          # 20 symbols
 """
 
@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             (f"default (12 symbols, {n_assets(default)} assets)", ROOT / "marketcov.yaml"),
             (f"{args.symbols} symbols, {n_assets(big):,} assets", Path(tmp) / "big.yaml"),
         ]
-        for how, measure, target in (("serve", serve, "<= 15 s"), ("validate", validate, "-")):
+        # the issue's 15 s was set against `validate` (then this bench's only measure); `serve` is
+        # the stricter one, until the UI has the location
+        targets = (("serve", serve, "<= 15 s (stricter)"), ("validate", validate, "<= 15 s (the issue's measure)"))
+        for how, measure, target in targets:
             base_t = 0.0
             for label, path in cases:
                 runs = [measure(path, Path(tmp)) for _ in range(args.repeat)]
