@@ -151,16 +151,17 @@ def _write(
     text: Callable[[Iterator[pd.DataFrame]], Iterator[str]], chunks: Iterator[pd.DataFrame], out: IO[str]
 ) -> int:
     """Write ``text`` of the chunks to ``out``; the number of bars written."""
-    seen = [0]
+    n = 0
 
     def counted() -> Iterator[pd.DataFrame]:
+        nonlocal n
         for df in chunks:
-            seen[0] += len(df)
+            n += len(df)
             yield df
 
     for piece in text(counted()):
         out.write(piece)
-    return seen[0]
+    return n
 
 
 def write_parquet(chunks: Iterator[pd.DataFrame], path: Path) -> int:

@@ -94,6 +94,7 @@ def _in(ts: np.ndarray, window: tuple[int, int]) -> np.ndarray:
 
 
 _BITS = 1 << np.arange(len(INDICATOR_COLUMNS), dtype=np.int64)
+_NAMED_BITS = list(zip(INDICATOR_COLUMNS, _BITS.tolist(), strict=True))
 
 
 def _warming_up(values: np.ndarray, edges: np.ndarray) -> list[tuple[str, ...]]:
@@ -102,8 +103,7 @@ def _warming_up(values: np.ndarray, edges: np.ndarray) -> list[tuple[str, ...]]:
     lookbacks): each is one bit mask, named once."""
     nans = np.concatenate([np.zeros((1, values.shape[1]), dtype=np.int64), np.cumsum(np.isnan(values), axis=0)])
     masks = (((nans[edges[1:]] - nans[edges[:-1]]) > 0) @ _BITS).tolist()
-    bits = list(zip(INDICATOR_COLUMNS, _BITS.tolist(), strict=True))
-    named = {m: tuple(c for c, bit in bits if m & bit) for m in set(masks)}
+    named = {m: tuple(c for c, bit in _NAMED_BITS if m & bit) for m in set(masks)}
     return [named[m] for m in masks]
 
 

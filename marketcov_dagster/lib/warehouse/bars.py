@@ -161,18 +161,13 @@ class BarsStore(LineageStore):
         unknown = set(columns) - set(COLUMNS)
         if unknown:
             raise ValueError(f"not a bar column: {sorted(unknown)}")
-        # plain SQL: building a SQLAlchemy statement per read costs more than the query
         m, key = self.mark, self.asset_sql
         lo, params = m, [symbol, interval, start_ms]
         if history > 0:  # from the history-th bar before start_ms, or from the first bar if fewer
             nth = f"SELECT ts FROM bars WHERE {key} AND ts < {m} ORDER BY ts DESC LIMIT 1 OFFSET {int(history) - 1}"
             lo, params = f"COALESCE(({nth}), {m})", [symbol, interval, symbol, interval, start_ms, -(2**62)]
         sql = f"SELECT {', '.join(columns)} FROM bars WHERE {key} AND ts >= {lo} AND ts < {m} ORDER BY ts"
-        with self.engine.connect() as conn:
-            result = conn.exec_driver_sql(sql, (*params, end_ms))
-            # the driver's plain tuples: no conversion is needed for these columns, and building a
-            # row object per bar costs more than the query
-            return result.cursor.fetchall() if result.cursor is not None else []
+        return self.plain_rows(sql, (*params, end_ms))  # no conversion is needed for these columns
 
     def expire_before(
         self, symbol: str, interval: str, first_kept: str, cutoff_ms: int, run_id: str, empty_checksum: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +119,13 @@ class WarehouseCore:
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 metadata.create_all(conn, tables=MIGRATIONS[version])
                 conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
+
+    def plain_rows(self, sql: str, params: Sequence[Any]) -> Sequence[Any]:
+        """One read in plain SQL, as the driver's tuples: on the hot paths (bars, written
+        sessions) building a SQLAlchemy statement and a row object per row costs more than the query."""
+        with self.engine.connect() as conn:
+            result = conn.exec_driver_sql(sql, tuple(params))
+            return result.cursor.fetchall() if result.cursor is not None else []
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

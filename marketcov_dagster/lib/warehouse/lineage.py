@@ -62,9 +62,7 @@ class LineageStore(WarehouseCore):
         """Sessions from ``first`` to ``last`` (ISO dates) with any lineage row: written at least once."""
         m = self.mark
         sql = f"SELECT DISTINCT session FROM partition_lineage WHERE {self.asset_sql} AND session BETWEEN {m} AND {m}"
-        with self.engine.connect() as conn:  # plain SQL, the driver's tuples: derived runs ask this for years
-            result = conn.exec_driver_sql(sql, (symbol, interval, first, last))
-            return {row[0] for row in (result.cursor.fetchall() if result.cursor is not None else [])}
+        return {row[0] for row in self.plain_rows(sql, (symbol, interval, first, last))}  # years of sessions
 
     def latest_lineage(self, symbol: str, interval: str, session: str) -> LineageRow | None:
         return self.latest_lineage_many(symbol, interval, [session]).get(session)
