@@ -29,6 +29,8 @@ def is_loopback(host: str) -> bool:
 
 def api_token(host: str) -> str | None:
     token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and (token != token.strip() or any(c.isspace() for c in token)):
+        raise ConfigError(f"{TOKEN_ENV} contains spaces or line breaks; a bearer token is one word (a long random one)")
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
         raise ConfigError(f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LENGTH} characters; use a long random token")
     if token is None and not is_loopback(host):
@@ -44,14 +46,21 @@ def serve(universe: Universe, host: str, port: int) -> int:
 
     from marketcov_dagster.api.app import create_app
     from marketcov_dagster.api.context import DEFAULT_UI_URL, ApiContext
-    from marketcov_dagster.lib.warehouse import Warehouse
+    from marketcov_dagster.lib.warehouse import Warehouse, default_warehouse_url, sqlite_path
+    from marketcov_dagster.lib.warehouse.integrity import file_problem, quick_check
 
     token = api_token(host)
-    warehouse = Warehouse()
-    warehouse.ensure_schema()
+    path = sqlite_path(default_warehouse_url())
+    damage = (file_problem(path) or next(iter(quick_check(path)), None)) if path and path.exists() else None
+    if damage:  # listen and say so (503 with the reason), rather than not start or answer wrongly
+        print(f"marketcov: warning: warehouse {path} is damaged: {damage}; every endpoint answers 503", file=sys.stderr)
+        warehouse = Warehouse("sqlite://")
+    else:
+        warehouse = Warehouse()
+        warehouse.ensure_schema()
     instance = dg.DagsterInstance.get()
     ui_url = os.environ.get(UI_URL_ENV) or DEFAULT_UI_URL
-    ctx = ApiContext(universe, warehouse, instance, ui_url=ui_url, token=token)
+    ctx = ApiContext(universe, warehouse, instance, ui_url=ui_url, token=token, damage=damage)
     auth = "bearer token required" if token else "no token (loopback only)"
     print(f"marketcov: status API on http://{host}:{port} ({auth}); Dagster UI links to {ui_url}", file=sys.stderr)
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="warning", access_log=False)

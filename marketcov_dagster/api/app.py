@@ -13,20 +13,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from marketcov_dagster.api import models as m
 from marketcov_dagster.api.bars import router as bars_router
 from marketcov_dagster.api.context import ApiContext
 from marketcov_dagster.api.metrics import metrics_text, registry_for
+from marketcov_dagster.api.openapi import install as install_openapi
 from marketcov_dagster.api.page import render
 from marketcov_dagster.api.params import build_filter
 from marketcov_dagster.api.routes import State, router, summary
 
 log = logging.getLogger("marketcov.api")
 OPEN_PATHS = {"/healthz"}
+DOCS_PATHS = {"/openapi.json", "/docs", "/redoc"}
 
 
 def _authorized(ctx: ApiContext, header: str | None) -> bool:
@@ -36,12 +38,26 @@ def _authorized(ctx: ApiContext, header: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), ctx.token.encode())
 
 
+ECHOED_INPUT_CHARS = 100
+
+
+def _short(error: Any) -> dict[str, Any]:
+    out = {k: v for k, v in dict(error).items() if k not in ("ctx", "url")}
+    if isinstance(out.get("input"), str) and len(out["input"]) > ECHOED_INPUT_CHARS:
+        out["input"] = out["input"][:ECHOED_INPUT_CHARS] + f"... ({len(out['input']):,} characters)"
+    if "ctx" in error:  # e.g. {"max_length": 64}: only plain values
+        out["ctx"] = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in error["ctx"].items()}
+    return out
+
+
 def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if warm:  # the first request must not pay for reading the whole history
+        if warm and not ctx.health.damage:  # the first request must not pay for reading the whole history
             ctx.snapshots.get()
+        ctx.health.start()
         yield
+        ctx.health.stop()
 
     app = FastAPI(
         title="marketcov status API",
@@ -58,10 +74,19 @@ def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
             return JSONResponse(
                 {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
+        if ctx.health.damage and request.url.path not in OPEN_PATHS | DOCS_PATHS:
+            # nothing is read from a damaged warehouse: every answer would be wrong
+            return JSONResponse({"detail": f"the warehouse is damaged: {ctx.health.damage}"}, status_code=503)
         return await call_next(request)
 
     app.include_router(router)
     app.include_router(bars_router)
+    install_openapi(app, ctx.universe)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, with each echoed input cut short: an over-long value is not sent back whole
+        return JSONResponse({"detail": [_short(e) for e in exc.errors()]}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
@@ -80,20 +105,15 @@ def create_app(ctx: ApiContext, warm: bool = True) -> FastAPI:
         body = ctx.body(("metrics",), lambda _snap: metrics_text(registry))  # once per snapshot
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/healthz", response_model=m.Health, responses={503: {"model": m.Health}}, summary="Liveness")
+    @app.api_route(
+        "/healthz",
+        methods=["GET", "HEAD"],
+        response_model=m.Health,
+        responses={503: {"model": m.Health}},
+        summary="Liveness",
+    )
     def healthz() -> Any:
-        out = {"warehouse": "ok", "instance": "ok"}
-        try:
-            with ctx.warehouse.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except Exception as e:  # any failure means unhealthy; the message names no secret
-            out["warehouse"] = f"unreachable: {type(e).__name__}"
-        try:
-            with ctx.instance_lock:
-                ctx.instance.get_runs_count()
-        except Exception as e:
-            out["instance"] = f"unreachable: {type(e).__name__}"
-        ok = out["warehouse"] == "ok" and out["instance"] == "ok"
-        return JSONResponse({"ok": ok, **out}, status_code=200 if ok else 503)
+        body, status = ctx.health.answer()  # from memory: never behind a query
+        return JSONResponse(body, status_code=status)
 
     return app

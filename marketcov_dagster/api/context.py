@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import dagster as dg
+import sqlalchemy as sa
 
+from marketcov_dagster.api.health import HealthMonitor
 from marketcov_dagster.api.snapshot import DEFAULT_TTL_SECONDS, Snapshot, SnapshotCache, take_snapshot
 from marketcov_dagster.lib.universe import Universe
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -25,9 +27,11 @@ class ApiContext:
     ui_url: str = DEFAULT_UI_URL
     token: str | None = None  # bearer token every request must carry, when set
     ttl: float = DEFAULT_TTL_SECONDS
+    damage: str | None = None  # what is wrong with the warehouse file, found at start
     # one thread at a time talks to the Dagster instance (and its coverage cache file)
     instance_lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: SnapshotCache[Snapshot] = field(init=False)
+    health: HealthMonitor = field(init=False)
     # answers computed from one snapshot, serialized once: (endpoint, parameters) -> body
     _bodies: dict[tuple[object, ...], bytes] = field(default_factory=dict)
     _bodies_of: datetime | None = None  # the snapshot (its computation time) those answers come from
@@ -49,6 +53,15 @@ class ApiContext:
     def __post_init__(self) -> None:
         self.ui_url = self.ui_url.rstrip("/")
         self.snapshots = SnapshotCache(self._take, self.ttl)
+        self.health = HealthMonitor(self._probe_warehouse, self._probe_instance, self.damage)
+
+    def _probe_warehouse(self) -> None:
+        with self.warehouse.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def _probe_instance(self) -> None:
+        with self.instance_lock:
+            self.instance.get_runs(limit=1)
 
     def _take(self) -> Snapshot:
         with self.instance_lock:

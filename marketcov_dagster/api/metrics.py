@@ -10,8 +10,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from marketcov_dagster.api.context import ApiContext
-from marketcov_dagster.lib.readiness import sla_verdicts
 from marketcov_dagster.lib.reads import remediation_counts
+from marketcov_dagster.lib.summary import summarize
 from marketcov_dagster.lib.warehouse import VENDOR_STATES
 
 ASSET_LABELS = ["asset_key", "kind", "symbol", "interval", "asset_class"]
@@ -29,7 +29,8 @@ class SnapshotCollector(Collector):
             "partial_sessions": ("Stored sessions below min_completeness", "partial_count"),
             "lag_minutes": ("Minutes the newest ended bar trails the calendar (absent: no data)", "lag_minutes"),
             "stale": ("1 when the lag exceeds the asset's freshness threshold", "stale"),
-            "no_data": ("1 when nothing is stored for the asset yet", "no_data"),
+            "no_data": ("1 when nothing is stored for the asset yet (not built yet)", "no_data"),
+            "gapped": ("1 when a session after its first stored one is missing or partial", "gapped"),
             "open_incident": ("1 while a freshness incident is open", "open_incident"),
         }
         for name, (doc, field) in per_asset.items():
@@ -45,10 +46,9 @@ class SnapshotCollector(Collector):
         open_total = GaugeMetricFamily("marketcov_open_incidents", "Freshness incidents open now")
         open_total.add_metric([], float(len(snap.status["open_incidents"])))
         yield open_total
-        lags = [None if r["no_data"] else r["lag_minutes"] for r in snap.rows]
         sla = GaugeMetricFamily("marketcov_sla_ok", "1 when the service level is met", labels=["name"])
-        for v in sla_verdicts(self.ctx.universe.config.sla, list(snap.coverage.values()), lags):
-            sla.add_metric([v.name], 1.0 if v.ok else 0.0)
+        for v in summarize(snap.rows, snap.coverage, self.ctx.universe.config.sla, "")["sla"]:
+            sla.add_metric([v["name"]], 1.0 if v["ok"] else 0.0)
         yield sla
         state = GaugeMetricFamily(
             "marketcov_vendor_state", "1 for the vendor's current state", labels=["vendor", "state"]
@@ -67,6 +67,13 @@ class SnapshotCollector(Collector):
         for (kind, interval), n in sorted(remediation_counts(self.ctx.warehouse).items()):
             rem.add_metric([kind, interval], float(n))
         yield rem
+        # CounterMetricFamily appends _total: marketcov_revisions_total
+        revised = CounterMetricFamily(
+            "marketcov_revisions", "Stored partitions a re-fetch revised", labels=["interval"]
+        )
+        for interval, n in sorted(self.ctx.warehouse.revision_counts().items()):
+            revised.add_metric([interval], float(n))
+        yield revised
         taken = GaugeMetricFamily("marketcov_snapshot_timestamp_seconds", "When these figures were computed")
         taken.add_metric([], snap.taken_at.timestamp())
         yield taken

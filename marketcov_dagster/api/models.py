@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -39,7 +39,8 @@ class AssetStatus(Model):
     expected_sessions: int
     missing_count: int
     partial_count: int
-    gapped: bool
+    gap_sessions: int = Field(description="missing or partial sessions at or after the first stored one")
+    gapped: bool = Field(description="gap_sessions > 0 (older history not loaded yet is not a gap)")
     latest_bar_end: str | None
     lag_minutes: float | None
     threshold_minutes: float
@@ -50,6 +51,9 @@ class AssetStatus(Model):
     last_alert_at: str | None
     last_vendor: str | None
     ui_url: str
+    state: Literal["ok", "stale", "gapped", "no_data"] = Field(
+        description="stale, else no_data (not built yet), else gapped, else ok: the same on every surface"
+    )
 
 
 class Verdict(Model):
@@ -98,6 +102,9 @@ class AssetCoverage(Model):
     expired_before: str | None
     first_expected: str | None
     last_expected: str | None
+    lost: list[str] = Field(
+        default_factory=list, description="materialized, but the bars are gone from the warehouse: counted as missing"
+    )
     segments: list[Segment]
     missing: list[str]
     partial: list[str]
@@ -131,6 +138,9 @@ class Readiness(Model):
     pending: list[str]
     before_window: int
     segments: list[Segment]
+    note: str | None = Field(
+        default=None, description="what was done with the range, e.g. a start before the calendar's first session"
+    )
 
 
 class Bar(Model):
@@ -159,6 +169,106 @@ class Bar(Model):
     ret_20: float | None = None
     ret_60: float | None = None
     ret_252: float | None = None
+    price_factor: float | None = Field(None, description="adjusted bars: what the raw prices were multiplied by")
+    volume_factor: float | None = Field(None, description="adjusted bars: what the raw volume was multiplied by")
+
+
+class AppliedAction(Model):
+    type: Literal["split", "dividend"]
+    ex_date: str
+    description: str
+    ratio_from: float | None
+    ratio_to: float | None
+    cash: float | None
+    currency: str | None
+    reference_close: float | None = Field(description="dividends: the raw close of the session before the ex-date")
+    price_factor: float
+    volume_factor: float
+    vendor: str
+    vendor_id: str
+
+
+class SkippedAction(Model):
+    symbol: str
+    kind: Literal["split", "dividend"]
+    ex_date: str
+    vendor: str
+    vendor_id: str
+    ratio_from: float
+    ratio_to: float
+    cash: float | None
+    currency: str | None
+    reason: str
+
+
+class AdjustedBars(Model):
+    """Bars adjusted on read: raw = adjusted / factor, each factor a product of ledger actions."""
+
+    adjust: Literal["split", "all"]
+    as_of: str = Field(description="the session whose price basis the bars are in")
+    convention: str
+    actions: list[AppliedAction]
+    skipped: list[SkippedAction]
+    bars: list[Bar]
+
+
+class LedgerAction(Model):
+    symbol: str
+    kind: Literal["split", "dividend"]
+    ex_date: str
+    vendor: str
+    vendor_id: str
+    ratio_from: float
+    ratio_to: float
+    cash: float | None
+    currency: str | None
+    description: str
+    first_seen: str
+    last_changed: str
+    withdrawn_at: str | None
+    in_force: bool
+    price_factor: float | None
+    volume_factor: float | None
+    reference_close: float | None
+
+
+class FactorRange(Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(alias="from", description="first session (null: since the first bar)")
+    to: str
+    split_factor: float
+    dividend_factor: float
+    price_factor: float
+    volume_factor: float
+
+
+class ActionsReport(Model):
+    symbol: str
+    calendar: str
+    basis: str = Field(description="the session whose prices the factors lead to")
+    actions: list[LedgerAction]
+    skipped: list[SkippedAction]
+    ranges: list[FactorRange]
+
+
+class RevisionEntry(Model):
+    id: int
+    asset_key: str
+    symbol: str
+    interval: str
+    session: str
+    vendor: str
+    run_id: str
+    old_checksum: str
+    new_checksum: str
+    bars_added: int
+    bars_removed: int
+    bars_changed: int
+    max_rel_change: float = Field(description="largest |new - old| / old over the prices of bars in both")
+    status: Literal["accepted", "pending", "rejected", "superseded"]
+    revised_at: str
+    decided_at: str | None
 
 
 class LineageEntry(Model):
@@ -259,6 +369,22 @@ class Daemon(Model):
     healthy: bool
 
 
+class PoolSlot(Model):
+    run_id: str
+    step_key: str
+    run_status: str = Field(description="the run's Dagster status; a finished run here holds a slot it never freed")
+    since: str | None = Field(description="when the step started waiting (waiters only)")
+
+
+class Pool(Model):
+    pool: str = Field(description="a Dagster concurrency pool, vendor_<name>: caps the steps calling one vendor")
+    limit: int | None
+    held: int
+    waiting: int
+    holders: list[PoolSlot]
+    waiters: list[PoolSlot]
+
+
 class Ops(Model):
     hours: int
     runs_by_status: dict[str, int]
@@ -269,6 +395,7 @@ class Ops(Model):
     queue_depth: int
     in_progress: int
     daemons: list[Daemon]
+    pools: list[Pool] = Field(description="each pool in use: the runs holding its slots and the steps waiting")
 
 
 class Health(Model):

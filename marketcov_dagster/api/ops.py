@@ -9,6 +9,8 @@ from typing import Any
 import dagster as dg
 
 from marketcov_dagster.defs.backfill import failure_cause
+from marketcov_dagster.defs.pools import pool_states
+from marketcov_dagster.lib.pools import statuses_json
 from marketcov_dagster.lib.reads import lineage_of_run
 from marketcov_dagster.lib.symbols import symbol_to_key_part
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -120,4 +122,5 @@ def ops_report(instance: dg.DagsterInstance, hours: int, ui_url: str, now: datet
             }
             for t, s in sorted(statuses.items())
         ],
+        "pools": statuses_json(pool_states(instance)),
     }

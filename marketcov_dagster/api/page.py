@@ -12,11 +12,16 @@ from urllib.parse import urlencode
 from marketcov_dagster.api.context import ApiContext
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.freshness import human_minutes
+from marketcov_dagster.lib.summary import STATE_TEXT, headline
 from marketcov_dagster.lib.windows import expected_sessions
 
 HEATMAP_SESSIONS = 20
-STATE_TEXT = {"ok": "ok", "stale": "stale", "gapped": "gapped", "no_data": "no data"}
-CELL = {"complete": ("c", "✓"), "partial": ("p", "½"), "missing": ("m", "✗")}
+CELL = {
+    "complete": ("c", "✓"),
+    "partial": ("p", "½"),
+    "missing": ("m", "✗"),
+    "not loaded": ("n", "·"),  # before the asset's first stored session: history not loaded yet, not a gap
+}
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1a1a1a;background:#fff}
@@ -32,6 +37,7 @@ form{display:flex;gap:.75rem;align-items:flex-end;flex-wrap:wrap;margin:.5rem 0}
 label{display:flex;flex-direction:column;font-size:.85rem}
 .heat td{text-align:center;padding:.1rem .3rem}.heat .c{background:#dff3e4;color:#0b4d1c}
 .heat .p{background:#fff1c2;color:#5c4500}.heat .m{background:#fde2e1;color:#7a1010}
+.heat .n{background:#f0f0f0;color:#555}
 a{color:#0645ad}
 """
 
@@ -51,9 +57,9 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
     )
     body = []
     for r in rows:
-        state = "stale" if r["stale"] else "no_data" if r["no_data"] else "gapped" if r["gapped"] else "ok"
+        state = r["state"]
         lag = "-" if r["lag_minutes"] is None else human_minutes(r["lag_minutes"])
-        gaps = f" ({r['missing_count']} missing, {r['partial_count']} partial)" if r["gapped"] else ""
+        gaps = f" ({r['gap_sessions']} session(s) with a gap)" if r["gapped"] else ""
         body.append(
             "<tr>"
             f"<th scope='row'><a href=\"{escape(r['ui_url'])}\">{escape(r['asset_key'])}</a></th>"
@@ -87,19 +93,23 @@ def _heatmaps(ctx: ApiContext, rows: list[dict[str, Any]]) -> str:
             cov = snap.coverage[r["asset_key"]]
             missing, partial = set(cov.missing), set(cov.partial)
             first = cov.first_expected or ""
+            loaded_from = cov.first_session or "9999-12-31"  # nothing stored: not built yet
             cells = []
             for d in days:
                 k = d.isoformat()
                 if k < first:
                     cells.append("<td>-</td>")
                     continue
-                state = "missing" if k in missing else "partial" if k in partial else "complete"
+                if k < loaded_from:
+                    state = "not loaded"
+                else:
+                    state = "missing" if k in missing else "partial" if k in partial else "complete"
                 css, mark = CELL[state]
                 cells.append(f"<td class='{css}' title='{k} {state}'>{mark}<span hidden>{state}</span></td>")
             lines.append(f"<tr><th scope='row'>{escape(r['asset_key'])}</th>{''.join(cells)}</tr>")
         out.append(
             f"<table class='heat'><caption>{escape(cal_name)}: the last {len(days)} sessions "
-            "(✓ complete, ½ partial, ✗ missing)</caption>"
+            "(✓ complete, ½ partial, ✗ missing, · not loaded yet)</caption>"
             f"<thead><tr><th scope='col'>asset</th>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
         )
     return "".join(out)
@@ -157,8 +167,7 @@ def render(ctx: ApiContext, summary: dict[str, Any], filters: dict[str, str]) ->
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>marketcov status</title><style>{CSS}</style></head>
 <body><header><h1>marketcov status</h1>
-<p>Checked {escape(summary["checked_at"])}. {summary["stale"]} stale, {summary["gapped"]} gapped,
-{summary["no_data"]} with no data, of {len(summary["assets"])} assets. Freshness: {escape(buckets)}.</p></header>
+<p>Checked {escape(summary["checked_at"])}. {escape(headline(summary))}. Freshness: {escape(buckets)}.</p></header>
 <main>
 <div class="banner {"pass" if sla_ok else "fail"}" role="status">SLA {"met" if sla_ok else "NOT met"}: {verdicts}</div>
 <h2>Assets</h2>{form}

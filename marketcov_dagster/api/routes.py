@@ -31,8 +31,9 @@ from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage
 from marketcov_dagster.lib.kinds import REMEDIATION_KINDS
-from marketcov_dagster.lib.readiness import bucket_counts, range_readiness, sla_verdicts
+from marketcov_dagster.lib.readiness import range_readiness
 from marketcov_dagster.lib.reads import LINEAGE_FIELDS, lineage_page
+from marketcov_dagster.lib.summary import is_gapped, summarize
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import BadRangeError
 
@@ -53,10 +54,6 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _asset_state(row: dict[str, Any]) -> str:
-    return "stale" if row["stale"] else "no_data" if row["no_data"] else "gapped" if row["gapped"] else "ok"
-
-
 def _matches(q: str | None, key: str) -> bool:
     return not q or q.lower() in key.lower()
 
@@ -64,19 +61,8 @@ def _matches(q: str | None, key: str) -> bool:
 def summary(ctx: ApiContext, f: AssetFilter, state: str | None = None, q: str | None = None) -> dict[str, Any]:
     snap = ctx.snapshots.get()
     keys = {s.key_str for s in f.apply(snap.specs) if _matches(q, s.key_str)}
-    rows = [r for r in snap.rows if r["asset_key"] in keys and (state is None or _asset_state(r) == state)]
-    lags = [None if r["no_data"] else r["lag_minutes"] for r in rows]
-    verdicts = sla_verdicts(ctx.universe.config.sla, [snap.coverage[r["asset_key"]] for r in rows], lags)
-    return {
-        "checked_at": snap.status["checked_at"],
-        "assets": rows,
-        "stale": sum(1 for r in rows if r["stale"]),
-        "gapped": sum(1 for r in rows if r["gapped"]),
-        "no_data": sum(1 for r in rows if r["no_data"]),
-        "freshness_buckets": bucket_counts(lags),
-        "sla": [asdict(v) for v in verdicts],
-        "sla_ok": all(v.ok for v in verdicts),
-    }
+    rows = [r for r in snap.rows if r["asset_key"] in keys and (state is None or r["state"] == state)]
+    return summarize(rows, snap.coverage, ctx.universe.config.sla, snap.status["checked_at"])
 
 
 @router.get(
@@ -113,9 +99,14 @@ def json_response(body: bytes) -> Response:
 
 
 def _coverage_status(c: AssetCoverage) -> str:
+    """``complete`` (the whole window), ``empty`` (not built yet), ``gapped`` (a hole after its
+    first stored session), else ``history`` (whole from its first stored session, older history
+    not loaded yet): the same gapped as the summary's."""
     if c.covered_sessions == c.expected_sessions:
         return "complete"
-    return "empty" if c.covered_sessions == 0 and not c.partial else "gapped"
+    if c.covered_sessions == 0 and not c.partial:
+        return "empty"
+    return "gapped" if is_gapped(c) else "history"
 
 
 def _coverage_item(c: AssetCoverage, spec: AssetSpecification) -> dict[str, Any]:
@@ -141,7 +132,7 @@ def coverage(
     f: AssetFilter = Depends(asset_filter),
     p: Paging = Depends(paging),
     q: str | None = Query(None, max_length=64, description="asset keys containing this text (case-insensitive)"),
-    status: Literal["complete", "gapped", "empty"] | None = Query(None),
+    status: Literal["complete", "gapped", "history", "empty"] | None = Query(None),
     format: Format = "json",
 ) -> Any:
     ctx = ctx_of(request)
@@ -208,13 +199,16 @@ def readiness(
     now = datetime.now(UTC)
     lo = first or (datetime.fromisoformat(cov.first_expected).date() if cov.first_expected else now.date())
     hi = last or (datetime.fromisoformat(cov.last_expected).date() if cov.last_expected else now.date())
-    try:
+
+    def build(_snap: object) -> bytes:
         with ctx.instance_lock:
             rows = rows_for(ctx.instance, spec)
-        answer = range_readiness(spec, get_calendar(spec.calendar), rows, lo, hi, now)
+        return strict_json(asdict(range_readiness(spec, get_calendar(spec.calendar), rows, lo, hi, now)))
+
+    try:  # the same question within one snapshot is answered once
+        return json_response(ctx.body(("readiness", spec.key_str, lo, hi), build))
     except BadRangeError as e:
         raise unprocessable("start" if first else "end", str(e)) from None
-    return asdict(answer)
 
 
 @router.get(
@@ -308,6 +302,27 @@ def vendors(request: Request) -> Any:
     return out
 
 
+@router.get(
+    "/revisions",
+    response_model=m.Page[m.RevisionEntry],
+    summary="Stored partitions a re-fetch changed (bars changed, removed or inserted), newest first",
+)
+def revisions(
+    request: Request,
+    f: AssetFilter = Depends(asset_filter),
+    p: Paging = Depends(paging),
+    since: str | None = Query(None, description="revisions recorded on or after this day, YYYY-MM-DD (UTC)"),
+) -> Any:
+    first = day(since, "since")
+    found = ctx_of(request).warehouse.revisions(
+        since=datetime(first.year, first.month, first.day, tzinfo=UTC) if first else None,
+        symbols=f.symbols,
+        intervals=f.intervals,
+    )
+    items = [r.as_dict() for r in found]
+    return {"total": len(items), "page": p.page, "page_size": p.page_size, "items": p.cut(items)}
+
+
 @router.get("/incidents", response_model=m.Page[m.Incident], summary="Freshness incidents, newest first")
 def incidents(
     request: Request,
@@ -325,5 +340,6 @@ def incidents(
 @router.get("/ops", response_model=m.Ops, summary="Run health from Dagster's run history")
 def ops(request: Request, hours: int = Query(24, ge=1, le=24 * 90, description="look-back window")) -> Any:
     ctx = ctx_of(request)
+
     with ctx.instance_lock:
         return ops_report(ctx.instance, hours, ctx.ui_url, datetime.now(UTC))

@@ -17,9 +17,9 @@ import dagster as dg
 
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.lib.coverage import AssetCoverage
-from marketcov_dagster.lib.readiness import freshness_bucket
 from marketcov_dagster.lib.reads import last_vendors
 from marketcov_dagster.lib.status import status_report
+from marketcov_dagster.lib.summary import summary_rows
 from marketcov_dagster.lib.universe import AssetSpecification, Universe
 from marketcov_dagster.lib.warehouse import Warehouse
 
@@ -37,57 +37,13 @@ class Snapshot:
     rows: list[dict[str, Any]] = field(default_factory=list)  # the summary, one row per asset
 
 
-def _summary_rows(
-    specs: list[AssetSpecification],
-    coverage: dict[str, AssetCoverage],
-    status: dict[str, Any],
-    vendors: dict[tuple[str, str], str],
-    ui_url: str,
-) -> list[dict[str, Any]]:
-    fresh = {a["asset_key"]: a for a in status["assets"]}
-    out = []
-    for s in specs:
-        c, f = coverage[s.key_str], fresh[s.key_str]
-        out.append(
-            {
-                "asset_key": s.key_str,
-                "kind": s.kind,
-                "symbol": s.symbol,
-                "interval": s.interval,
-                "asset_class": s.asset_class,
-                "calendar": s.calendar,
-                "window_first": c.first_expected,
-                "window_last": c.last_expected,
-                "first_session": c.first_session,
-                "last_session": c.last_session,
-                "coverage_pct": c.coverage_pct,
-                "covered_sessions": c.covered_sessions,
-                "expected_sessions": c.expected_sessions,
-                "missing_count": len(c.missing),
-                "partial_count": len(c.partial),
-                "gapped": bool(c.missing or c.partial),
-                "latest_bar_end": f["latest_end"],
-                "lag_minutes": f["lag_minutes"],
-                "threshold_minutes": f["threshold_minutes"],
-                "stale": f["stale"],
-                "no_data": f["no_data"],
-                "freshness_bucket": freshness_bucket(f["lag_minutes"]),
-                "open_incident": f["open_incident"],
-                "last_alert_at": f["last_alert_at"],
-                "last_vendor": None if s.indicators else vendors.get((s.symbol, s.interval)),
-                "ui_url": f"{ui_url}/assets/{s.key_str}?view=partitions",
-            }
-        )
-    return out
-
-
 def take_snapshot(instance: dg.DagsterInstance, warehouse: Warehouse, universe: Universe, ui_url: str) -> Snapshot:
     now = datetime.now(UTC)
     specs = universe.all_specs
-    coverage = {c.asset_key: c for c in coverage_for(instance, specs, now)}
+    coverage = {c.asset_key: c for c in coverage_for(instance, specs, now, warehouse)}
     status = status_report(warehouse, specs, now)
     vendors = last_vendors(warehouse, [(s.symbol, s.interval) for s in specs if not s.indicators])
-    return Snapshot(now, specs, coverage, status, _summary_rows(specs, coverage, status, vendors, ui_url))
+    return Snapshot(now, specs, coverage, status, summary_rows(specs, coverage, status, vendors, ui_url))
 
 
 class SnapshotCache(Generic[T]):

@@ -13,6 +13,8 @@ from marketcov_dagster.defs.io import BARS_IO_MANAGER_KEY
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.crosscheck import daily_vs_minutes
 from marketcov_dagster.lib.ingest import ingest_sessions
+from marketcov_dagster.lib.prices.held import NO_PENDING_REVISION, pending_revision_check
+from marketcov_dagster.lib.prices.jumps import JUMPS_EXPLAINED, jumps_explained
 from marketcov_dagster.lib.universe import AssetSpecification, CrossIntervalSettings, VendorSettings
 from marketcov_dagster.lib.verify import (
     CHECK_NAMES,
@@ -79,6 +81,7 @@ def ohlcv_member(
             run_id=scope.run_id,
             min_completeness=spec.min_completeness,
             log=scope.log.warning,
+            on_revision=spec.on_revision,
         )
         rows = sum(r.rows for r in results)
         served = sorted({r.vendor for r in results})
@@ -92,6 +95,10 @@ def ohlcv_member(
     extra: dict[str, ExtraCheck] = {}
     if cross is not None:
         extra[DAILY_MATCHES_MINUTES] = lambda wh, days: daily_vs_minutes(wh, cal, spec.symbol, days, cross)
+    if spec.interval == "1d" and not cal.always_open:  # crypto has no corporate actions
+        extra[JUMPS_EXPLAINED] = lambda wh, days: jumps_explained(wh, cal, spec.symbol, days)
+    if spec.on_revision == "hold":
+        extra[NO_PENDING_REVISION] = lambda wh, days: pending_revision_check(wh, spec.symbol, spec.interval, days)
     return Member(asset_spec, (*CHECK_NAMES, *extra), materialize, ohlcv_checks(spec, extra))
 
 

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import pickle
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -39,6 +39,8 @@ from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.orphans import LAUNCHED_BY_TAG, process_tags
 from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, group_job_name
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.coverage import AssetCoverage
+from marketcov_dagster.lib.gaps import fill_runs
 from marketcov_dagster.lib.intervals import is_intraday
 from marketcov_dagster.lib.processes import die_with_parent
 from marketcov_dagster.lib.universe import AssetSpecification
@@ -115,6 +117,82 @@ def plan_backfill(
     return plans
 
 
+def plan_missing(
+    specs: Sequence[AssetSpecification],
+    coverages: Sequence[AssetCoverage],
+    start: date | None = None,
+    end: date | None = None,
+) -> list[GroupPlan]:
+    """``backfill --missing``: range runs over only the sessions coverage shows missing (lost
+    ones included, when coverage was reconciled with the warehouse) or partial, within
+    ``start``..``end`` when given. Indicator specs plan their own runs, after the bars."""
+    holes: dict[tuple[str, str, bool], dict[AssetSpecification, list[date]]] = defaultdict(dict)
+    for spec, cov in zip(specs, coverages, strict=True):
+        if not cov.first_expected or not cov.last_expected:
+            continue
+        todo = set(cov.missing) | set(cov.partial)
+        days = sorted(d for d in map(date.fromisoformat, todo) if (not start or d >= start) and (not end or d <= end))
+        if days:
+            holes[(spec.calendar, spec.interval, spec.indicators)][spec] = days
+    plans = []
+    for (calendar, interval, indicators), per_asset in sorted(holes.items()):
+        cal = get_calendar(calendar)
+        name = indicator_job_name(calendar, interval) if indicators else group_job_name(calendar, interval)
+        for members, first, last in fill_runs(cal, per_asset):
+            bars = [replace(m, indicators=False) for m in members]
+            plans.append(GroupPlan(name, bars, cal.sessions(first, last), indicators=indicators))
+    return plans
+
+
+def partitions_by_asset(plans: Sequence[GroupPlan]) -> dict[str, list[str]]:
+    """Asset key -> the sessions the plans materialize (what a backfill claims)."""
+    out: dict[str, list[str]] = {}
+    for p in plans:
+        for key in p.keys:
+            out.setdefault(key.to_user_string(), []).extend(d.isoformat() for d in p.sessions)
+    return out
+
+
+def without_taken(plans: Sequence[GroupPlan], taken: dict[str, set[str]]) -> tuple[list[GroupPlan], int]:
+    """The plans less the partitions another backfill or run is materializing now (regrouped into
+    as few range runs as what is left allows), and how many partitions were left out."""
+    out: list[GroupPlan] = []
+    skipped = 0
+    for p in plans:
+        busy = {spec: taken.get(key.to_user_string(), set()) for spec, key in zip(p.specs, p.keys, strict=True)}
+        if not p.sessions or not any(busy.values()):
+            out.append(p)
+            continue
+        left = {spec: [d for d in p.sessions if d.isoformat() not in busy[spec]] for spec in p.specs}
+        skipped += sum(len(p.sessions) - len(v) for v in left.values())
+        cal = get_calendar(p.specs[0].calendar)
+        for members, first, last in fill_runs(cal, {k: v for k, v in left.items() if v}):
+            out.append(replace(p, specs=members, sessions=cal.sessions(first, last)))
+    return out, skipped
+
+
+def inflight_partitions(instance: dg.DagsterInstance, specs: Sequence[AssetSpecification]) -> dict[str, set[str]]:
+    """Asset key -> sessions that queued or running runs (from the UI, the daemon, another
+    backfill) are materializing now, for the given assets."""
+    calendars = {s.key_str: s.calendar for s in specs} | {"/".join(s.indicator_key_path): s.calendar for s in specs}
+    out: dict[str, set[str]] = {}
+    statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses)):
+        tags = dict(run.tags)
+        for key in run.asset_selection or ():
+            name = key.to_user_string()
+            if name not in calendars:
+                continue
+            if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+                days = get_calendar(calendars[name]).sessions(
+                    date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])
+                )
+                out.setdefault(name, set()).update(d.isoformat() for d in days)
+            elif "dagster/partition" in tags:
+                out.setdefault(name, set()).add(tags["dagster/partition"])
+    return out
+
+
 def stages(plans: Sequence[GroupPlan]) -> list[list[GroupPlan]]:
     """The plans in the order their data depends on each other: fetched bars first, then what is
     derived from them (each stage runs after the one before has finished)."""
@@ -181,6 +259,9 @@ def instance_hint(instance: dg.DagsterInstance, plans: Sequence[GroupPlan]) -> s
     )
 
 
+BACKFILL_TAG = "marketcov/backfill"
+"""On every run of one ``marketcov backfill`` command: its id, so the command can follow its runs."""
+
 EVENT_BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 EVENT_BATCH_SIZE = 200
 
@@ -193,6 +274,7 @@ def run_backfill(
     *,
     event_batch_size: int = EVENT_BATCH_SIZE,
     hold_connections: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> list[GroupRun]:
     """Run the plans, stage by stage (``stages``); with ``workers`` > 1 in that many processes on
     the same Dagster instance.
@@ -200,8 +282,10 @@ def run_backfill(
     ``make_defs`` must be picklable (a module-level function or a ``functools.partial`` of one)
     when ``workers`` > 1: each worker builds its own definitions. ``event_batch_size`` (0: off)
     applies unless ``DAGSTER_EVENT_BATCH_SIZE`` is already set; ``hold_connections`` leaves
-    ``instance`` (and each worker's) holding its database connections afterwards.
+    ``instance`` (and each worker's) holding its database connections afterwards; ``tags`` go on
+    every run (``BACKFILL_TAG`` names the command that started them).
     """
+    extra = dict(tags or {})
     out: list[GroupRun] = []
     defs: dg.Definitions | None = None
     with _event_batching(event_batch_size):
@@ -209,13 +293,13 @@ def run_backfill(
             shards = shard_plans(stage, workers)
             if len(shards) <= 1:
                 defs = defs or make_defs()
-                out += _run_plans(defs, instance, [p for shard in shards for p in shard], hold_connections)
+                out += _run_plans(defs, instance, [p for shard in shards for p in shard], hold_connections, extra)
                 continue
             try:  # fail here, clearly, rather than as a broken pool in every worker
                 pickle.loads(pickle.dumps(make_defs))
             except Exception as e:
                 raise TypeError(f"workers > 1 need definitions that can be sent to a worker process: {e}") from e
-            out += _run_in_workers(make_defs, instance.get_ref(), shards, hold_connections)
+            out += _run_in_workers(make_defs, instance.get_ref(), shards, hold_connections, extra)
     return out
 
 
@@ -233,14 +317,18 @@ def _event_batching(size: int) -> Iterator[None]:
 
 
 def _run_in_workers(
-    make_defs: Callable[[], dg.Definitions], ref: InstanceRef, shards: list[list[GroupPlan]], hold_connections: bool
+    make_defs: Callable[[], dg.Definitions],
+    ref: InstanceRef,
+    shards: list[list[GroupPlan]],
+    hold_connections: bool,
+    tags: dict[str, str],
 ) -> list[GroupRun]:
     # spawn, not fork: the parent holds Dagster's and SQLAlchemy's threads and connections
     # workers die with this process (SIGKILL included): none lingers to write after we are gone
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(len(shards), mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
-        futures = [(shard, pool.submit(_run_shard, make_defs, ref, shard, hold_connections)) for shard in shards]
+        futures = [(shard, pool.submit(_run_shard, make_defs, ref, shard, hold_connections, tags)) for shard in shards]
         out: list[GroupRun] = []
         for shard, future in futures:
             try:
@@ -257,10 +345,14 @@ def _run_in_workers(
 
 
 def _run_shard(
-    make_defs: Callable[[], dg.Definitions], ref: InstanceRef, plans: Sequence[GroupPlan], hold_connections: bool
+    make_defs: Callable[[], dg.Definitions],
+    ref: InstanceRef,
+    plans: Sequence[GroupPlan],
+    hold_connections: bool,
+    tags: dict[str, str],
 ) -> list[GroupRun]:
     with dg.DagsterInstance.from_ref(ref) as instance:
-        return _run_plans(make_defs(), instance, plans, hold_connections)
+        return _run_plans(make_defs(), instance, plans, hold_connections, tags)
 
 
 def _not_run(plan: GroupPlan, error: str) -> GroupRun:
@@ -286,7 +378,11 @@ HELD_CONNECTIONS_OVERFLOW = 4
 
 
 def _run_plans(
-    defs: dg.Definitions, instance: dg.DagsterInstance, plans: Sequence[GroupPlan], hold_connections: bool
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    plans: Sequence[GroupPlan],
+    hold_connections: bool,
+    tags: dict[str, str],
 ) -> list[GroupRun]:
     if hold_connections:
         # The storages open a connection per event by default (so that idle processes hold none);
@@ -305,6 +401,7 @@ def _run_plans(
                 RANGE_END_TAG: plan.sessions[-1].isoformat(),
                 LAUNCHED_BY_TAG: "cli",
                 **process_tags(),
+                **tags,
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,

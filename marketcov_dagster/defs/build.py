@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from marketcov_dagster.defs.actions import build_actions_definitions
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import ohlcv_member
 from marketcov_dagster.defs.derived import build_derived_automation_sensor, derived_member
@@ -204,6 +205,10 @@ def build_definitions(
         jobs += group.jobs
         schedules += group.schedules
         derived += group.derived
+    action_assets, action_jobs, action_schedules = build_actions_definitions(universe, now)
+    assets += action_assets
+    jobs += action_jobs
+    schedules += action_schedules
     retention_job, retention_schedule = build_retention_job(
         [s for s in universe.specs if universe.config.intervals[s.interval].expire], clock
     )

@@ -26,6 +26,8 @@ from dagster_shared.error import SerializableErrorInfo
 
 from marketcov_dagster.defs.resources import VendorsResource
 from marketcov_dagster.lib.indicators import COVERS_SOURCE_BARS, MATCHES_FULL_RECOMPUTATION
+from marketcov_dagster.lib.prices.held import NO_PENDING_REVISION
+from marketcov_dagster.lib.prices.jumps import JUMPS_EXPLAINED
 from marketcov_dagster.lib.verify import (
     BAR_COUNT_MATCHES_CALENDAR,
     BARS_ARE_VALID,
@@ -46,6 +48,10 @@ CHECK_DESCRIPTIONS = {
     COVERS_SOURCE_BARS: "One indicator row for every stored bar of the session.",
     MATCHES_FULL_RECOMPUTATION: "Stored values equal a recomputation from the first stored bar "
     "(incremental = full, to 1e-9 of each indicator's scale; NULL while warming up).",
+    JUMPS_EXPLAINED: "Open and close against the previous close: no move matching a split ratio, and none over 40 %, "
+    "that the corporate-actions ledger does not explain; no ledger split without its move in raw prices.",
+    NO_PENDING_REVISION: "on_revision: hold only: the vendor serves no other bars than the stored ones, or the "
+    "revision was accepted or rejected (marketcov revisions accept|reject).",
     MATCHES_SOURCE: "Each resampled bar equals, exactly, the candle of its source bars: open = first open, "
     "high = max, low = min, close = last close, volume = sum.",
 }

@@ -15,6 +15,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.defs.indicators import indicator_job_name
 from marketcov_dagster.defs.partitions import group_job_name
+from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.healing import HealRun, plan_healing
 from marketcov_dagster.lib.universe import AssetSpecification, HealingSettings
 
@@ -56,7 +57,7 @@ def build_healing_sensor(
         description=f"Requests runs for missing and partial sessions inside the windows, newest first: at most "
         f"{settings.max_runs_per_tick} per tick and {settings.max_in_flight} in flight. Off by default.",
     )
-    def gap_healing(context: dg.SensorEvaluationContext) -> dg.SensorResult:  # type: ignore[type-arg]
+    def gap_healing(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:  # type: ignore[type-arg]
         now = clock()
         active = context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
         healing = [r for r in active if HEAL_TAG in r.tags]
@@ -64,7 +65,8 @@ def build_healing_sensor(
         room = min(settings.max_runs_per_tick, settings.max_in_flight - len(healing))
         if room <= 0:
             return dg.SensorResult(skip_reason=f"{len(healing)} healing run(s) in flight; waiting")
-        coverage = coverage_for(context.instance, specs, now)
+        # reconciled with the warehouse: partitions whose bars are gone are healed too
+        coverage = coverage_for(context.instance, specs, now, warehouse.get())
         plan = plan_healing(list(zip(specs, coverage, strict=True)), room, in_flight)
         if not plan:
             return dg.SensorResult(skip_reason="no missing or partial session inside the windows")

@@ -20,6 +20,7 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, asset_coverage
 from marketcov_dagster.lib.metacache import SETTLE_SECONDS, MetadataCache
 from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.warehouse import Warehouse
 
 PAGE = 1000
 
@@ -68,18 +69,35 @@ def refresh_rows(
 
 
 def coverage_for(
-    instance: dg.DagsterInstance, specs: Sequence[AssetSpecification], now: datetime | None = None
+    instance: dg.DagsterInstance,
+    specs: Sequence[AssetSpecification],
+    now: datetime | None = None,
+    warehouse: Warehouse | None = None,
 ) -> list[AssetCoverage]:
+    """Coverage from the materialization history; with ``warehouse``, reconciled with it: a
+    materialized partition with no write left in the warehouse (its bars gone) is ``lost``, and
+    missing, never covered. One count query for all assets; the sessions of an asset are read
+    only where the counts disagree."""
     now = now or datetime.now(UTC)
     keys = [dg.AssetKey(list(spec.key_path)) for spec in specs]
     entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
+    counts: dict[tuple[str, str], dict[tuple[str, str], int]] = {}  # per window: (symbol, interval) -> sessions
     cache = cache_for(instance)
     try:
         out = []
         for spec, key in zip(specs, keys, strict=True):
             entry = entries.get(key)
             rows = refresh_rows(instance, cache, key, entry.last_materialization_storage_id if entry else None)
-            out.append(asset_coverage(spec, get_calendar(spec.calendar), set(rows), rows, now))
+            cov = asset_coverage(spec, get_calendar(spec.calendar), set(rows), rows, now)
+            if warehouse is not None and not spec.indicators and cov.first_expected and cov.last_expected:
+                window = (cov.first_expected, cov.last_expected)
+                if window not in counts:  # one query per distinct window (a few), not per asset
+                    counts[window] = warehouse.lineage_session_counts(*window)
+                held = [p for p in rows if window[0] <= p <= window[1]]
+                if len(held) > counts[window].get((spec.symbol, spec.interval), 0):
+                    lost = set(held) - warehouse.written_sessions(spec.symbol, spec.interval, *window)
+                    cov = asset_coverage(spec, get_calendar(spec.calendar), set(rows), rows, now, lost)
+            out.append(cov)
         return out
     finally:
         cache.close()

@@ -53,8 +53,9 @@ def build_coverage_report(
     )
     def coverage_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
         now = clock()
-        assets = coverage_for(context.instance, specs, now)
-        lags = {f.asset_key: f for f in freshness_now(warehouse.get(), specs, now)}
+        wh = warehouse.get()
+        assets = coverage_for(context.instance, specs, now, wh)
+        lags = {f.asset_key: f for f in freshness_now(wh, specs, now)}
         png = heatmap_png(heatmap(assets, now.date()))
         files = write_report(report_dir(context.instance), assets, lags, png, now)
         summary = coverage_summary(assets, now)["summary"]

@@ -72,10 +72,18 @@ def iter_bars(
 def with_indicators(
     wh: Warehouse, symbol: str, interval: str, chunks: Iterator[pd.DataFrame]
 ) -> Iterator[pd.DataFrame]:
-    """Each chunk of bars with one column per indicator (NaN where none is stored yet)."""
+    """Each chunk of bars with one column per indicator (NaN where none is stored yet), rounded to
+    ``INDICATOR_DECIMALS`` places: ``127.012``, not the float arithmetic's ``127.01200000000001``."""
     for df in chunks:
         values = wh.read_indicators(symbol, interval, int(df["ts"].iloc[0]), int(df["ts"].iloc[-1]) + 1)
+        names = [c for c in values.columns if c != "ts"]
+        values[names] = values[names].astype("float64").round(INDICATOR_DECIMALS)
         yield df.merge(values, on="ts", how="left")
+
+
+INDICATOR_DECIMALS = 10
+"""Indicator values out (CSV, JSON, Parquet, the API) carry 10 decimal places: far finer than any
+price tick, and free of binary floating-point noise; the stored values are kept exact."""
 
 
 def read_sessions(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 from marketcov_dagster.lib.bars import required_bars
 from marketcov_dagster.lib.calendars import TradingCalendar
+from marketcov_dagster.lib.texttable import render
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.windows import expected_sessions
 
@@ -46,6 +47,8 @@ class AssetCoverage:
     expired_before: str | None = None
     first_expected: str | None = None  # the window's first and last closed sessions
     last_expected: str | None = None
+    # materialized, but with no write left in the warehouse (bars gone): counted as missing, listed here
+    lost: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -96,8 +99,12 @@ def asset_coverage(
     present: set[str],
     rows_by_partition: Mapping[str, int],
     now: datetime,
+    lost: Collection[str] = (),
 ) -> AssetCoverage:
+    """Coverage from the materialized partitions ``present`` (rows each); ``lost`` ones (bars gone
+    from the warehouse) are missing, never covered."""
     expected = expected_sessions(calendar, spec.window_days, now)
+    present = set(present) - set(lost)
     scan = scan_sessions(spec, calendar, expected, {p: int(rows_by_partition.get(p, 0)) for p in present})
     covered = sum(s.sessions for s in scan.segments)
     first_expected = expected[0].isoformat() if expected else None
@@ -121,6 +128,7 @@ def asset_coverage(
         expired_before=first_expected if expired else None,
         first_expected=first_expected,
         last_expected=expected[-1].isoformat() if expected else None,
+        lost=sorted(lost),
     )
 
 
@@ -182,11 +190,7 @@ def _row(a: AssetCoverage) -> list[str]:
 
 
 def to_table(assets: Sequence[AssetCoverage]) -> str:
-    rows = [list(_TABLE_COLUMNS), *(_row(a) for a in assets)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_TABLE_COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render(_TABLE_COLUMNS, [_row(a) for a in assets])
 
 
 SUMMARY_CSV_COLUMNS = (

@@ -10,6 +10,10 @@ series starts, but forget it geometrically. A run reads ``WARMUP_BARS`` stored b
 first session (or all there are), and the ``matches_full_recomputation`` check recomputes from
 the first stored bar: the two agree to ``REL_TOLERANCE`` (with 400 bars of warm-up the period-26
 EMA's start weighs ``(25/27)**400`` ~ 1e-13).
+
+Point in time: the inputs are the raw bars adjusted through the corporate-actions ledger so that
+the value at session s is in s's price basis, adjusted for every action up to s (``lib.prices.pit``):
+no step at a split, and a later action never changes a value before its ex-date.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import talib
 
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.prices.ledger import adjustments
+from marketcov_dagster.lib.prices.pit import adjusted_inputs, to_own_basis
 from marketcov_dagster.lib.resample import require_source
 from marketcov_dagster.lib.verify import CheckOutcome
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -67,10 +73,31 @@ def compute_arrays(close: np.ndarray, high: np.ndarray, low: np.ndarray) -> np.n
     return out
 
 
-def compute(bars: pd.DataFrame) -> pd.DataFrame:
+def point_in_time(
+    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, interval: Interval, arrays: np.ndarray
+) -> np.ndarray:
+    """The indicators of bars given as rows of (ts, high, low, close), point in time: through the
+    ledger's splits and dividends, each value in its own session's price basis."""
+    applied, _ = adjustments(warehouse, calendar, symbol, interval, "all")
+    (high, low, close), factor = adjusted_inputs(
+        arrays[:, 0].astype(np.int64), [arrays[:, 1], arrays[:, 2], arrays[:, 3]], applied, calendar.tz
+    )
+    return to_own_basis(compute_arrays(close, high, low), INDICATOR_COLUMNS, factor)
+
+
+def compute(
+    bars: pd.DataFrame,
+    warehouse: Warehouse | None = None,
+    calendar: TradingCalendar | None = None,
+    symbol: str = "",
+    interval: Interval = "1d",
+) -> pd.DataFrame:
     """The indicators of each bar of a canonical frame (sorted by ``ts``): ``ts`` and one float
-    column per indicator (NaN while warming up)."""
-    values = compute_arrays(bars["close"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy())
+    column per indicator (NaN while warming up); point in time when the warehouse is given."""
+    if warehouse is not None and calendar is not None:
+        values = point_in_time(warehouse, calendar, symbol, interval, bars[list(_READ)].to_numpy(dtype=np.float64))
+    else:
+        values = compute_arrays(bars["close"].to_numpy(), bars["high"].to_numpy(), bars["low"].to_numpy())
     df = pd.DataFrame(values, columns=list(INDICATOR_COLUMNS))
     df.insert(0, "ts", bars["ts"].to_numpy(dtype=np.int64))
     return df
@@ -127,7 +154,7 @@ def derive_indicators(
     spans = [(int(starts[0]), int(ends[-1]))] if contiguous else list(zip(starts.tolist(), ends.tolist(), strict=True))
     bars = warehouse.read_bar_arrays(symbol, interval, int(starts[0]), int(ends[-1]), _READ, history=WARMUP_BARS)
     ts = bars[:, 0].astype(np.int64)
-    values = compute_arrays(bars[:, 3], bars[:, 1], bars[:, 2])
+    values = point_in_time(warehouse, calendar, symbol, interval, bars)
     pos = np.searchsorted(starts, ts, side="right") - 1
     keep = (pos >= 0) & (ts < ends[np.clip(pos, 0, None)])  # the warm-up bars only feed the averages
     # per session (kept bars are in session order): its rows, and which columns have a NaN there
@@ -152,7 +179,9 @@ def verify_indicators(
     if not days:
         return {}
     windows = calendar.partition_windows_ms(days, interval)
-    full = compute(warehouse.read_bars(symbol, interval, -(2**62), windows[-1][1]))
+    full = compute(
+        warehouse.read_bars(symbol, interval, -(2**62), windows[-1][1]), warehouse, calendar, symbol, interval
+    )
     stored = warehouse.read_indicators(symbol, interval, windows[0][0], windows[-1][1])
     fts, sts = full["ts"].to_numpy(), stored["ts"].to_numpy()
     out: dict[str, list[CheckOutcome]] = {}

@@ -7,7 +7,7 @@ Plain Python: the Dagster asset calls ``ingest_sessions`` and turns the returned
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -40,6 +40,7 @@ class PartitionResult:
     gap: bool
     kept_existing: bool = False
     fetched_rows: int = 0
+    revision: dict[str, object] | None = None  # the stored bars this write revised (``lib.warehouse.revisions``)
 
     def metadata(self) -> dict[str, object]:
         """Plain-Python metadata for this partition's materialization."""
@@ -56,6 +57,23 @@ class PartitionResult:
             "gap": self.gap,
             "kept_existing": self.kept_existing,
             "fetched_rows": self.fetched_rows,
+            "revised": self.revision is not None,
+            **(
+                {
+                    f"revision_{k}": self.revision[k]
+                    for k in (
+                        "status",
+                        "old_checksum",
+                        "new_checksum",
+                        "bars_added",
+                        "bars_removed",
+                        "bars_changed",
+                        "max_rel_change",
+                    )
+                }
+                if self.revision
+                else {}
+            ),
         }
 
 
@@ -86,6 +104,7 @@ def ingest_sessions(
     min_completeness: float = 1.0,
     now: datetime | None = None,
     log: Callable[[str], None] | None = None,
+    on_revision: str = "accept",
 ) -> list[PartitionResult]:
     """Fetch ``sessions`` (one range request per vendor), quarantine invalid bars, checksum and
     write them atomically.
@@ -122,10 +141,33 @@ def ingest_sessions(
     existing = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in fetched.short])
     writes, results = _decide_writes(job, fetched, vendors[0].name, existing)
     if writes:
-        warehouse.write_partitions(writes, run_id, fetched.remediation)
+        lineage = warehouse.write_partitions(writes, run_id, fetched.remediation, hold=on_revision == "hold")
+        revised = {row.session: row for row in lineage if row.revision is not None}
+        for row in revised.values():
+            (log or (lambda _m: None))(row.revision.describe())
+        results = [
+            _with_revision(r, revised[r.session.isoformat()]) if r.session.isoformat() in revised else r
+            for r in results
+        ]
     else:
         warehouse.log_remediation(fetched.remediation)
     return results
+
+
+def _with_revision(result: PartitionResult, row: LineageRow) -> PartitionResult:
+    """The result of a write that revised stored bars; a held revision kept the stored partition."""
+    out = replace(result, revision=row.revision.as_dict())
+    if row.revision.status == "accepted":
+        return out
+    return replace(
+        out,
+        rows=row.rows,
+        first_bar=ts_iso(row.first_bar) if row.first_bar is not None else None,
+        last_bar=ts_iso(row.last_bar) if row.last_bar is not None else None,
+        checksum=row.checksum,
+        vendor=row.vendor,
+        kept_existing=True,
+    )
 
 
 @dataclass

@@ -80,6 +80,7 @@ class RangeReadiness:
     pending: list[str]  # sessions of the range that have not closed yet
     before_window: int  # sessions of the range older than the asset's window (never kept)
     segments: list[Segment]
+    note: str | None = None  # what the answer did with the range (a start before the calendar begins)
 
 
 def range_readiness(
@@ -116,4 +117,10 @@ def range_readiness(
         pending=pending,
         before_window=sum(1 for d in closed if d < first),
         segments=scan.segments,
+        note=(
+            f"start {start} is before the {calendar.name} calendar's first session {calendar.first_session}: "
+            "sessions are counted from there"
+            if start < calendar.first_session
+            else None
+        ),
     )

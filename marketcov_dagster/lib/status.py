@@ -11,6 +11,7 @@ from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.freshness import Freshness, by_table, ended_cutoffs, freshness_now
 from marketcov_dagster.lib.mailer import ALERT_TO_ENV, SMTP_HOST_ENV
+from marketcov_dagster.lib.texttable import render
 from marketcov_dagster.lib.universe import AssetSpecification
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.windows import window_start
@@ -105,9 +106,15 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
     }
 
 
+def _state_text(a: dict[str, Any]) -> str:
+    """The summary's state (``lib/summary.py``) where known, in the words every surface uses."""
+    state = a.get("state") or ("stale" if a["stale"] else "no_data" if a["no_data"] else "ok")
+    return {"stale": "STALE", "no_data": "not built yet"}.get(state, state)
+
+
 def to_text(report: dict[str, Any]) -> str:
-    cols = ("asset_key", "lag", "threshold", "stale", "latest_end", "incident", "last_alert_at")
-    rows = [list(cols)]
+    cols = ("asset_key", "lag", "threshold", "state", "latest_end", "incident", "last_alert_at")
+    rows = []
     for a in report["assets"]:
         lag = "-" if a["no_data"] else f"{a['lag_minutes']:.0f}m"
         rows.append(
@@ -115,20 +122,19 @@ def to_text(report: dict[str, Any]) -> str:
                 a["asset_key"],
                 lag,
                 f"{a['threshold_minutes']:.0f}m",
-                "STALE" if a["stale"] else "no data yet" if a["no_data"] else "ok",
+                _state_text(a),
                 a["latest_end"] or "-",
                 f"#{a['open_incident']}" if a["open_incident"] else "-",
                 a["last_alert_at"] or "-",
             ]
         )
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(
+    lines = [render(cols, rows), ""]
+    counts = report.get("headline") or (
         f"{report['stale']} stale of {len(report['assets'])}"
-        + (f" ({report['no_data']} with no data yet)" if report["no_data"] else "")
-        + f"; {len(report['open_incidents'])} open incident(s); "
+        + (f" ({report['no_data']} not built yet)" if report["no_data"] else "")
+    )
+    lines.append(
+        counts + f"; {len(report['open_incidents'])} open incident(s); "
         f"{report['pending_alerts']} alert email(s) pending"
         + ("" if report.get("email_configured", True) else " (email not configured)")
     )

@@ -23,6 +23,12 @@ from marketcov_dagster.lib.symbols import is_valid_symbol, symbol_to_key_part
 CONFIG_ENV = "MARKETCOV_CONFIG"
 DEFAULT_CONFIG_FILE = "marketcov.yaml"
 KNOWN_VENDORS = ("synthetic", "alpaca", "binance", "polygon")
+# One price basis: every vendor is asked for bars as traded, so a fallback can never mix bases
+RAW_ONLY = (
+    "marketcov stores raw (as traded) bars only, so that a session served by a fallback vendor is on "
+    "the same basis as its neighbours; split- and dividend-adjusted views are derived on read from the "
+    "corporate-actions ledger (marketcov bars --adjust, docs/prices.md)"
+)
 MAX_WINDOW_DAYS: dict[Interval, int] = {"1d": 365 * 30, "1m": 365 * 2}
 
 
@@ -85,6 +91,12 @@ class IntervalSettings(BaseModel):
         default=15, ge=1, le=60, description="1m only: cadence of the intraday refresh of today's partition."
     )
     expire: bool = Field(description="Delete bars older than the window (the retention job).")
+    on_revision: Literal["accept", "hold"] = Field(
+        default="accept",
+        description="A re-fetch that changes stored bars: accept stores the vendor's new bars (the revision is "
+        "recorded); hold keeps the stored bars, records the new ones as pending and fails the "
+        "no_pending_revision check until `marketcov revisions accept` or `reject`.",
+    )
 
 
 class VendorSettings(BaseModel):
@@ -111,13 +123,31 @@ class VendorSettings(BaseModel):
     )
     # vendor-specific options (ignored by vendors they do not apply to)
     feed: str = Field(default="iex", description="alpaca: iex, sip, delayed_sip, ...")
-    adjustment: str = Field(default="raw", description="alpaca: raw, split, dividend, all")
+    adjustment: str = Field(
+        default="raw", description="alpaca: only raw (as traded); adjusted views come from the actions ledger"
+    )
     session_only: bool = Field(
         default=True, description="alpaca/polygon: drop minute bars outside the regular session before validation."
     )
-    adjusted: bool = Field(default=True, description="polygon: split-adjusted aggregates")
+    adjusted: bool = Field(
+        default=False, description="polygon: only false (as traded); adjusted views come from the actions ledger"
+    )
     weight_limit: int = Field(default=6000, gt=0, description="binance: request weight allowed per minute per IP")
     symbols: dict[str, str] = Field(default_factory=dict, description="our symbol -> the vendor's symbol")
+
+    @field_validator("adjustment")
+    @classmethod
+    def _raw_only(cls, v: str) -> str:
+        if v != "raw":
+            raise ValueError(f"{v!r} is refused: {RAW_ONLY}")
+        return v
+
+    @field_validator("adjusted")
+    @classmethod
+    def _unadjusted_only(cls, v: bool) -> bool:
+        if v:
+            raise ValueError(f"true is refused: {RAW_ONLY}")
+        return v
 
 
 DEFAULT_VENDOR_SETTINGS: dict[str, dict[str, Any]] = {
@@ -238,6 +268,16 @@ class ReconciliationSettings(BaseModel):
     price_tolerance_bps: float = Field(default=10.0, ge=0, description="OHLC apart by more is a divergence.")
     volume_tolerance_pct: float = Field(default=5.0, ge=0, description="Volume apart by more is a divergence.")
     cron: str = Field(default="0 6 * * *", description="When the schedule runs (UTC), once started.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        from marketcov_dagster.lib.cron import cron_error
+
+        error = cron_error(v)
+        if error:
+            raise ValueError(error)
+        return v
 
 
 class IndicatorSettings(BaseModel):
@@ -371,6 +411,7 @@ class AssetSpecification:
     expire: bool = False  # bars older than the window are deleted by the retention job
     derived_from: Interval | None = None  # resampled from this interval's bars, never fetched
     indicators: bool = False  # the indicator asset of these bars (``indicators/...``) rather than the bars
+    on_revision: str = "accept"  # accept | hold: what a re-fetch that changes stored bars does
 
     @property
     def pool(self) -> str:
@@ -444,6 +485,7 @@ class Universe:
                             vendor_delay_minutes=st.vendor_delay_minutes,
                             expire=st.expire,
                             derived_from=st.derived_from,
+                            on_revision=st.on_revision,
                         )
                     )
         return out
@@ -491,11 +533,20 @@ class Universe:
 
 
 def _format_errors(err: ValidationError) -> str:
+    """Each error once: a derived interval inherits its source's settings, so an error in a
+    source's setting is shown under the source only, not again under each interval derived from it."""
+    found = [
+        (tuple(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "), repr(e.get("input")))
+        for e in err.errors()
+    ]
+    seen = set(found)
+    sources: dict[str, str] = {str(k): str(v) for k, v in DERIVED_FROM.items()}
     lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
+    for loc, msg, given in found:
+        source = sources.get(loc[1]) if len(loc) >= 3 and loc[0] == "intervals" else None
+        if source and (("intervals", source, *loc[2:]), msg, given) in seen:
+            continue  # the same value and error, inherited from the source interval
+        lines.append(f"{'.'.join(loc) or '<root>'}: {msg}")
     return "; ".join(lines)
 
 

@@ -42,6 +42,8 @@ def test_a_public_bind_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     assert not (home / "marketcov_warehouse.sqlite").exists()  # refused before touching anything
     short = _serve({**env, "MARKETCOV_API_TOKEN": "abc"}, home, "--host", "0.0.0.0", "--port", str(free_port()))
     assert short.returncode == 2 and "shorter than 16" in short.stderr and "abc" not in short.stderr
+    blank = _serve({**env, "MARKETCOV_API_TOKEN": " " * 16}, home, "--host", "0.0.0.0", "--port", str(free_port()))
+    assert blank.returncode == 2 and "contains spaces" in blank.stderr, blank.stderr
 
 
 def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:

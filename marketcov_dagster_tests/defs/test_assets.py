@@ -67,7 +67,7 @@ def test_code_location_shape() -> None:
     assert spec.tags["exchange"] == "XNYS" and spec.tags["asset_class"] == "us_equity"
     names = {j.name for j in defs.jobs}  # type: ignore[union-attr]
     groups = {f"ohlcv_{c}_{i}_{k}job" for c in ("xnys", "24_7") for i in ("1d", "1m") for k in ("", "verify_")}
-    assert names == groups | {"retention_job", "coverage_report_job", "reconcile_job"}
+    assert names == groups | {"retention_job", "coverage_report_job", "reconcile_job", "corporate_actions_job"}
     assets_def = defs.resolve_assets_def(AAPL_1M)
     assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == AAPL_1M}

@@ -50,7 +50,9 @@ def test_healing_requests_newest_holes_first_bounded_per_tick(tmp_path: Path) ->
             assert job.execute_in_process(instance=instance, asset_selection=[key], tags=tags).success
 
         def tick() -> list[dg.RunRequest]:
-            ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+            ctx = dg.build_sensor_context(
+                instance=instance, definitions=defs, resources={"warehouse": WarehouseResource(url=url)}
+            )
             return list(sensor.evaluate_tick(ctx).run_requests or [])
 
         first = tick()
@@ -152,7 +154,9 @@ def test_healing_sensor_requests_indicator_runs(tmp_path: Path) -> None:
             assert jobs[job].execute_in_process(instance=instance, tags=tags).success
 
         def tick() -> list[dg.RunRequest]:
-            ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+            ctx = dg.build_sensor_context(
+                instance=instance, definitions=defs, resources={"warehouse": WarehouseResource(url=url)}
+            )
             requests = list(sensor.evaluate_tick(ctx).run_requests or [])
             for r in requests:  # what the daemon would launch
                 assert (

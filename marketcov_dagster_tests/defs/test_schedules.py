@@ -57,6 +57,8 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "retention_schedule": ("15 2 * * *", "UTC"),
         "coverage_report_schedule": ("7 * * * *", "UTC"),
         "reconcile_schedule": ("0 6 * * *", "UTC"),  # opt-in: stopped until started
+        # the ledger before the daily bars: 15 minutes after the close, the bars 30
+        "corporate_actions_schedule": ("15 16 * * 1,2,3,4,5", "America/New_York"),
     }
     stopped = {s.name for s in defs.schedules if s.default_status == dg.DefaultScheduleStatus.STOPPED}  # type: ignore[union-attr]
     assert stopped == {"reconcile_schedule"}
@@ -69,6 +71,7 @@ def test_crons_follow_each_calendar(defs: dg.Definitions) -> None:
         "retention_job",
         "coverage_report_job",
         "reconcile_job",
+        "corporate_actions_job",
     }
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.warehouse import Warehouse
-from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
+from marketcov_dagster_tests.e2e.conftest import base_env, free_port, marketcov, wait_until
+from marketcov_dagster_tests.e2e.test_browser import _browser_missing, chromium
 
 pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
@@ -151,6 +157,9 @@ def test_vendors_and_remediation_commands(home: Path) -> None:
     assert states["polygon"]["blocked_until"].startswith("2100-01-01") and states["alpaca"]["blocked_until"] is None
     table = marketcov(["vendors"], env)
     assert "rate_limited" in table.stdout and "alpaca" in table.stdout
+    # a plain table, not pandas': no None, no NaN, times in ISO 8601 with their offset to the second
+    assert "None" not in table.stdout and "NaN" not in table.stdout and "2100-01-01T00:00:00+00:00" in table.stdout
+    assert table.stdout.splitlines()[1].startswith("---"), table.stdout
 
     out = marketcov(["remediation", "--symbols", "AAPL", "--kind", "gap", "--format", "json"], env)
     rows = json.loads(out.stdout)
@@ -160,6 +169,7 @@ def test_vendors_and_remediation_commands(home: Path) -> None:
     assert lines[0].startswith("id,symbol,interval,session,vendor,kind,detail") and len(lines) == 3
     latest = marketcov(["remediation", "--limit", "1"], env)
     assert "vendor_error" in latest.stdout and "gap" not in latest.stdout
+    assert "None" not in latest.stdout and "NaN" not in latest.stdout, latest.stdout
     assert "no remediation entries match" in marketcov(["remediation", "--since", "2100-01-01"], env).stdout
 
     for args, message in [
@@ -235,21 +245,88 @@ def test_the_readme_main_job_ends_green(tmp_path: Path) -> None:
     shown = readme[readme.index("You should see") :]
     shown = shown[shown.index("```") + 4 : shown.index("```", shown.index("```") + 3)].splitlines()
     run_lines = [line for line in out.stdout.splitlines() if " run " in line]
-    # (1d, 1m fetched; 5m, 15m, 1h, 1w resampled) x (XNYS, 24/7), sources first
-    assert len(run_lines) == len([line for line in shown if " run " in line]) == 12
+    # the ledger of the equity months first, then (1d, 1m fetched; 5m, 15m, 1h, 1w resampled) x (XNYS, 24/7)
+    assert len(run_lines) == len([line for line in shown if " run " in line]) == 13
+    assert run_lines[0].startswith("corporate_actions_job: ")
     assert all(line.endswith(" ok") for line in run_lines), run_lines
     header = next(line for line in out.stdout.splitlines() if line.startswith("asset_key"))
     assert header.split() == next(line for line in shown if line.startswith("asset_key")).split()
 
     status = marketcov(["status", "--format", "json"], env, cwd=ROOT)
     doc = json.loads(status.stdout)
-    assert len(doc["assets"]) == 72  # 12 symbols x 6 intervals
-    assert doc["stale"] == 0 and doc["no_data"] == 0, [
-        (a["asset_key"], a["lag_minutes"]) for a in doc["assets"] if a["stale"] or a["no_data"]
+    assert len(doc["assets"]) == 84  # 12 symbols x 6 intervals of bars, and the 12 daily indicator assets
+    not_built = {a["asset_key"] for a in doc["assets"] if a["no_data"]}
+    assert not_built == {a["asset_key"] for a in doc["assets"] if a["kind"] == "indicators"}  # not built yet
+    assert doc["stale"] == 0 and doc["gapped"] == 0 and doc["sla_ok"] is True, [
+        (a["asset_key"], a["state"], a["lag_minutes"]) for a in doc["assets"] if a["state"] not in ("ok", "no_data")
     ]
+    assert doc["headline"] == "0 stale, 0 gapped, 12 not built yet, of 84 assets; SLA met"
     table = marketcov(["status"], env, cwd=ROOT).stdout
-    assert "0 stale of 72" in table and "STALE" not in table
+    assert doc["headline"] in table and "STALE" not in table
+    _every_surface_agrees(env, doc)
     assert _new_in_source_tree(before) == []
+
+
+def _every_surface_agrees(env: dict[str, str], cli: dict[str, Any]) -> None:
+    """The status API, the page and /metrics on the same instance say what the CLI says."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "marketcov_dagster.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(base + path, timeout=30) as r:
+            return str(r.read().decode())
+
+    try:
+        wait_until(lambda: bool(get("/healthz")), 90, "the status API")
+        api = json.loads(get("/api/status/summary"))
+        assert {a["asset_key"]: a["state"] for a in api["assets"]} == {
+            a["asset_key"]: a["state"] for a in cli["assets"]
+        }
+        for field in ("stale", "gapped", "no_data", "sla_ok", "sla"):
+            assert api[field] == cli[field], field
+        page = get("/")
+        assert cli["headline"] in page and 'class="banner pass"' in page and "SLA met" in page, page[:2000]
+        assert "class='m'" not in page, "the heatmap shows a missing session after the quick start"
+        assert "not built yet" in page and page.count("badge gapped") == 0
+        families = {f.name: f for f in text_string_to_metric_families(get("/metrics"))}
+        assert sum(s.value for s in families["marketcov_no_data"].samples) == cli["no_data"] == 12
+        assert sum(s.value for s in families["marketcov_gapped"].samples) == 0
+        assert sum(s.value for s in families["marketcov_stale"].samples) == 0
+        assert {s.labels["name"]: s.value for s in families["marketcov_sla_ok"].samples} == {
+            v["name"]: 1.0 for v in cli["sla"]
+        }
+        _the_browser_sees_a_green_page(base, cli["headline"])
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
+def _the_browser_sees_a_green_page(base: str, headline: str) -> None:
+    """The status page in headless Chromium after the quick start: the banner says the SLA is met
+    and no heatmap cell is missing (where no browser is installed, said and left out, except in CI)."""
+    reason = _browser_missing()
+    if reason:
+        print(reason)
+        return
+    from selenium.webdriver.common.by import By
+
+    driver = chromium()
+    try:
+        driver.get(base + "/")
+        banner = driver.find_element(By.CSS_SELECTOR, "[role=status]")
+        assert banner.text.startswith("SLA met") and "pass" in str(banner.get_attribute("class")), banner.text
+        assert headline in driver.find_element(By.TAG_NAME, "header").text
+        assert driver.find_elements(By.CSS_SELECTOR, ".heat td.m") == [], "a red heatmap cell after the quick start"
+        assert driver.find_elements(By.CSS_SELECTOR, ".heat td.c"), "no complete session in the heatmap"
+    finally:
+        driver.quit()
 
 
 def _new_in_source_tree(before: list[str]) -> list[str]:

@@ -88,6 +88,10 @@ def test_backfill_derives_after_its_sources_and_bars_shows_indicators(home: Path
     assert len(rows) == 3 and all(set(COLUMNS) <= set(r) for r in rows)
     assert rows[0]["ts"].endswith("Z") and rows[1]["ret_1"] is not None
     assert rows[0]["sma_20"] is None  # three sessions of history: still warming up, null not a guess
+    decimals = [
+        len(repr(v).split(".")[-1]) for r in rows for k, v in r.items() if k not in COLUMNS[:6] and v is not None
+    ]
+    assert decimals and max(decimals) <= 10, decimals  # rounded: no float noise like 127.01200000000001
     assert "no indicators stored" not in shown.stderr
 
     refused = marketcov(["bars", "AAPL", "--interval", "1m", "--indicators"], env)

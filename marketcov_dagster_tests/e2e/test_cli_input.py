@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
 
@@ -42,6 +43,14 @@ BAD_ARGS = [
     (["remediation", "--session", "20241129"], "--session: '20241129' is not a date"),
     (["backfill", "--workers", "99999999999999999999999"], "is more than 64 worker processes"),
     (["backfill", "--workers", "1000"], "'1000' is more than 64 worker processes"),
+    (["remediation", "--limit", "9" * 31], "is more than 1,000,000"),
+    (["remediation", "--limit", "0"], "'0' is not a positive whole number"),
+    (["remediation", "--vendor", "nasdaq"], "--vendor: unknown vendor(s) ['nasdaq']"),
+    (["bars", "AAPL", "--output", "/nonexistent-dir/aapl.csv"], "the directory /nonexistent-dir does not exist"),
+    (["bars", "AAPL", "--output", "/tmp"], "--output /tmp is a directory"),
+    (["bars", "AAPL", "--output", "/proc/version"], "is a kernel file"),
+    (["ui", "--host", "no-such-host.invalid"], "--host 'no-such-host.invalid' is not an address or a name"),
+    (["serve", "--host", "no-such-host.invalid"], "is not an address or a name"),
 ]
 
 
@@ -51,6 +60,38 @@ def test_bad_arguments_are_refused_and_write_nothing(home: Path) -> None:
         list(pool.map(lambda case: _refused(case[0], env, case[1]), BAD_ARGS))
     assert not (home / WAREHOUSE).exists()
     assert not (home / "storage").exists() and not (home / "history").exists()
+    assert not (home / "workspace.yaml").exists(), "a refused ui wrote into the home"
+
+
+def test_an_argument_error_is_one_line_pointing_at_help(home: Path) -> None:
+    env = base_env(home, None)
+    for args, message in (
+        (["backfill", "--workers", "0"], "marketcov: argument --workers: '0' is not a positive whole number"),
+        (["bogus"], "marketcov: argument command: invalid choice: 'bogus'"),
+        (["coverage", "--format", "xml"], "marketcov: argument --format: invalid choice: 'xml'"),
+    ):
+        out = marketcov(args, env)
+        assert out.returncode == 2 and out.stdout == "", out
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith(message) and "--help)" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("args", [["coverage"], ["status", "--format", "json"], ["vendors", "--format", "json"]])
+def test_a_reader_that_goes_away_is_no_traceback(home: Path, args: list[str]) -> None:
+    """``marketcov coverage | head -1``: the reader closes the pipe; the command stops quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketcov_dagster.cli", *args],
+        env=base_env(home, None),
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does once it has its lines
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode in (0, 141), (proc.returncode, err)
 
 
 def test_a_refused_command_creates_no_instance_home(tmp_path: Path) -> None:
@@ -86,6 +127,16 @@ def test_a_broken_environment_is_one_line_naming_what_to_fix(home: Path, tmp_pat
     (home / "dup.yaml").write_text((home / "marketcov.yaml").read_text() * 2)
     _refused(["--config", str(home / "dup.yaml"), "coverage"], env, "found duplicate key")
     assert not (home / WAREHOUSE).exists()
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'wh.sqlite'}"
+    _refused(["backfill"], {**env, "MARKETCOV_WAREHOUSE_URL": missing}, "no-such-dir does not exist (create it")
+    assert not (tmp_path / "no-such-dir").exists()
+    cfg = yaml.safe_load((home / "marketcov.yaml").read_text())
+    cfg["reconciliation"] = {"cron": "not a cron"}
+    (home / "cron.yaml").write_text(yaml.safe_dump(cfg))
+    _refused(["--config", str(home / "cron.yaml"), "backfill"], env, "'not a cron' has 3 field(s)")
+    cfg["reconciliation"] = {"cron": "0 25 * * *"}
+    (home / "cron.yaml").write_text(yaml.safe_dump(cfg))
+    _refused(["--config", str(home / "cron.yaml"), "coverage"], env, "hour '25' is outside 0-23")
 
 
 def test_read_only_commands_create_no_warehouse(home: Path) -> None:

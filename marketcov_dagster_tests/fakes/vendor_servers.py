@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ import pandas as pd
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
 from marketcov_dagster.lib.intervals import MINUTE_MS
+from marketcov_dagster.lib.prices.actions import CorporateAction
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -38,6 +39,28 @@ def market_calendar(symbol: str) -> TradingCalendar:
 
 
 MARKET = SyntheticVendor(market_calendar, clock=lambda: CLOCK)
+
+
+def market_actions(symbols: list[str], first: date, last: date) -> list[CorporateAction]:
+    """The synthetic market's corporate actions with ex-dates in ``first..last``."""
+    return MARKET.fetch_actions(symbols, first, last)
+
+
+class ActionsScript:
+    """What a fake server states about corporate actions: the market's, less ``withdrawn``
+    (vendor ids it no longer states), with ``altered`` terms (vendor id -> replacement)."""
+
+    def __init__(self) -> None:
+        self.withdrawn: set[str] = set()
+        self.altered: dict[str, CorporateAction] = {}
+
+    def stated(self, symbols: list[str], first: date, last: date) -> list[CorporateAction]:
+        out = []
+        for a in market_actions(symbols, first, last):
+            if a.vendor_id in self.withdrawn:
+                continue
+            out.append(self.altered.get(a.vendor_id, a))
+        return out
 
 
 def regular_bars(symbol: str, interval: str, first: date, last: date) -> pd.DataFrame:
@@ -74,6 +97,7 @@ class FakeVendorServer:
         self.requests: list[Request] = []
         self.script: list[Fault] = []
         self.missing: set[int] = set()  # bar open times (ms) that did not trade
+        self.revised: dict[int, float] = {}  # bar open time (ms) -> factor its prices are now served times
         self.page_size = 10_000
         self.lock = threading.Lock()
         outer = self
@@ -93,7 +117,7 @@ class FakeVendorServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def __enter__(self) -> FakeVendorServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -149,8 +173,11 @@ class FakeVendorServer:
             ts = np.concatenate(extra) if extra else np.array([], dtype=np.int64)
             ext = pd.DataFrame({"ts": ts, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100.0})
             df = pd.concat([df, ext]).sort_values("ts").reset_index(drop=True)
-        df = df[(df["ts"] >= start_ms) & (df["ts"] <= end_ms) & ~df["ts"].isin(self.missing)]
-        return df.reset_index(drop=True)
+        df = df[(df["ts"] >= start_ms) & (df["ts"] <= end_ms) & ~df["ts"].isin(self.missing)].reset_index(drop=True)
+        for ts, factor in self.revised.items():  # the vendor corrected these bars
+            at = df["ts"] == ts
+            df.loc[at, ["open", "high", "low", "close"]] *= factor
+        return df
 
 
 def _ms_from_rfc3339(s: str) -> int:
@@ -178,12 +205,30 @@ class FakeAlpaca(FakeVendorServer):
     KEY_ID, SECRET = "PKTESTKEYID0000000001", "alpaca-secret-value-0123456789"
     SYMBOLS = frozenset({"AAPL", "BRK.B", "MSFT", "BTC/USDT", "ETH/USDT"})
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.actions = ActionsScript()
+
+    def _corporate_actions(self, query: dict[str, str]) -> dict[str, Any]:
+        # start/end filter on process_date (the payment date for dividends), as the docs warn
+        first, last = date.fromisoformat(query["start"]), date.fromisoformat(query["end"])
+        symbols = query.get("symbols", "").split(",")
+        stated = self.actions.stated(symbols, first - timedelta(days=30), last)
+        body = _alpaca_actions_body(stated)
+        for rows in body["corporate_actions"].values():
+            rows[:] = [r for r in rows if first.isoformat() <= r["process_date"] <= last.isoformat()]
+        return body
+
     def route(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         rl = {
             "X-Ratelimit-Limit": "200",
             "X-Ratelimit-Remaining": "199",
             "X-Ratelimit-Reset": str(int(time.time()) + 60),
         }
+        if path == "/v1/corporate-actions":
+            if headers.get("APCA-API-KEY-ID") != self.KEY_ID or headers.get("APCA-API-SECRET-KEY") != self.SECRET:
+                return 403, rl, {"message": "forbidden"}
+            return 200, rl, self._corporate_actions(query)
         crypto = path == "/v1beta3/crypto/us/bars"
         if not crypto:
             if not path.startswith("/v2/stocks/") or not path.endswith("/bars"):
@@ -230,6 +275,24 @@ class FakeAlpaca(FakeVendorServer):
         if crypto:
             return 200, rl, {"bars": {symbol: bars} if bars else {}, "next_page_token": token}
         return 200, rl, {"bars": bars, "symbol": symbol, "next_page_token": token}
+
+
+def _alpaca_actions_body(actions: list[CorporateAction]) -> dict[str, Any]:
+    """``/v1/corporate-actions`` as documented: one object keyed by plural type."""
+    groups: dict[str, list[dict[str, Any]]] = {"forward_splits": [], "reverse_splits": [], "cash_dividends": []}
+    for a in actions:
+        common = {"id": a.vendor_id, "symbol": a.symbol, "ex_date": a.ex_date.isoformat()}
+        if a.kind == "split":
+            kind = "forward_splits" if a.ratio_to > a.ratio_from else "reverse_splits"
+            row = {**common, "new_rate": a.ratio_to, "old_rate": a.ratio_from, "process_date": a.ex_date.isoformat()}
+            row.update({"cusip": "CUSIP1"} if kind == "forward_splits" else {"old_cusip": "O1", "new_cusip": "N1"})
+        else:
+            kind = "cash_dividends"
+            pay = (a.ex_date + timedelta(days=14)).isoformat()  # process_date is the payment date
+            row = {**common, "cusip": "CUSIP1", "rate": a.cash, "special": False, "foreign": False}
+            row.update(process_date=pay, payable_date=pay, record_date=a.ex_date.isoformat())
+        groups[kind].append(row)
+    return {"corporate_actions": groups, "next_page_token": None}
 
 
 class FakeBinance(FakeVendorServer):
@@ -283,9 +346,49 @@ class FakePolygon(FakeVendorServer):
     API_KEY = "polygon-secret-key-abcdef123456"
     SYMBOLS = frozenset({"AAPL", "BRK.B", "MSFT"})
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.actions = ActionsScript()
+
+    def _reference(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
+        """``/v3/reference/splits`` and ``/v3/reference/dividends`` as documented (newest first)."""
+        field = "execution_date" if kind == "splits" else "ex_dividend_date"
+        first = date.fromisoformat(query.get(f"{field}.gte", "1900-01-01"))
+        last = date.fromisoformat(query.get(f"{field}.lte", "2100-01-01"))
+        want = "split" if kind == "splits" else "dividend"
+        stated = [a for a in self.actions.stated([query["ticker"]], first, last) if a.kind == want]
+        rows: list[dict[str, Any]] = []
+        for a in sorted(stated, key=lambda a: a.ex_date, reverse=True):
+            if a.kind == "split":
+                rows.append(
+                    {
+                        "execution_date": a.ex_date.isoformat(),
+                        "id": a.vendor_id,
+                        "split_from": a.ratio_from,
+                        "split_to": a.ratio_to,
+                        "ticker": a.symbol,
+                    }
+                )
+            else:
+                rows.append(
+                    {
+                        "cash_amount": a.cash,
+                        "currency": a.currency,
+                        "dividend_type": "CD",
+                        "ex_dividend_date": a.ex_date.isoformat(),
+                        "frequency": 4,
+                        "id": a.vendor_id,
+                        "pay_date": (a.ex_date + timedelta(days=14)).isoformat(),
+                        "ticker": a.symbol,
+                    }
+                )
+        return {"results": rows, "status": "OK", "request_id": "req"}
+
     def route(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         if query.get("apiKey") != self.API_KEY:
             return 401, {}, {"status": "ERROR", "request_id": "x", "error": "Unknown API Key"}
+        if path in ("/v3/reference/splits", "/v3/reference/dividends"):
+            return 200, {}, self._reference(path.rsplit("/", 1)[1], query)
         parts = path.split("/")
         # /v2/aggs/ticker/{T}/range/{mult}/{timespan}/{from}/{to}
         if len(parts) != 10 or parts[1:4] != ["v2", "aggs", "ticker"] or parts[5] != "range":

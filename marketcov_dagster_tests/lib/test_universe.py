@@ -65,6 +65,28 @@ def test_bad_config_names_the_field(path: list[str | int], value: Any, field: st
     assert field in str(e.value)
 
 
+def test_an_error_in_a_source_interval_is_shown_once_not_under_each_derived_one() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_universe(with_change(["intervals", "1m", "window_days"], -5), "marketcov.yaml")
+    assert str(e.value).count("window_days") == 1 and "intervals.1m.window_days" in str(e.value), e.value
+    data = with_change(["intervals", "1m", "window_days"], -5)
+    data["intervals"]["5m"]["window_days"] = -7  # the derived interval's own error is its own
+    with pytest.raises(ConfigError) as both:
+        parse_universe(data, "marketcov.yaml")
+    assert "intervals.1m.window_days" in str(both.value) and "intervals.5m.window_days" in str(both.value)
+    assert "15m" not in str(both.value)
+
+
+@pytest.mark.parametrize("cron", ["not a cron", "0 25 * * *", "*/0 * * * *", "0 0 32 * *", "0 0 * * funday"])
+def test_a_bad_reconciliation_cron_is_refused_at_load(cron: str) -> None:
+    data = copy.deepcopy(BASE)
+    data["reconciliation"] = {"cron": cron}
+    with pytest.raises(ConfigError, match=r"reconciliation\.cron"):
+        parse_universe(data, "marketcov.yaml")
+    data["reconciliation"] = {"cron": "*/15 9-16 * jan,jul mon-fri"}
+    assert parse_universe(data, "marketcov.yaml").config.reconciliation.cron.startswith("*/15")
+
+
 def test_missing_or_unparsable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_universe(tmp_path / "nope.yaml")

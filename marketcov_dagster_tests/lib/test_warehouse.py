@@ -176,7 +176,7 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path) -> None:  # typ
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     a = Warehouse(url)
     b = Warehouse(url)
-    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 4
+    assert a.schema_version() == b.schema_version() == SCHEMA_VERSION == 5
 
 
 def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -185,6 +185,7 @@ def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> Non
     with engine.begin() as conn:  # a warehouse as the version-1 code left it, holding a bar
         wh_module.metadata.create_all(conn, tables=[wh_module.schema_version, *wh_module.MIGRATIONS[1]])
         conn.execute(wh_module.schema_version.insert().values(version=1, applied_at=datetime.now(UTC)))
+        conn.execute(sa.text("ALTER TABLE partition_lineage DROP COLUMN basis"))  # added by version 5
         conn.execute(
             wh_module.bars.insert().values(
                 symbol="OLD", interval="1d", ts=0, open=1.0, high=1.0, low=1.0, close=1.0, volume=0.0
@@ -192,14 +193,17 @@ def test_version_1_warehouse_is_migrated_in_place_to_the_latest(tmp_path) -> Non
         )
     engine.dispose()
     wh = Warehouse(url)
-    assert wh.schema_version() == 4 and wh.count_bars(symbol="OLD") == 1
+    assert wh.schema_version() == 5 and wh.count_bars(symbol="OLD") == 1
+    with wh.engine.connect() as conn:  # version 5 added the basis column to the old lineage table
+        assert "basis" in {c["name"] for c in sa.inspect(conn).get_columns("partition_lineage")}
+        assert conn.execute(sa.select(sa.func.count()).select_from(wh_module.corporate_actions)).scalar_one() == 0
     wh.record_vendor_call("alpaca", "ok", "HTTP 200", 200)
     assert wh.vendor_statuses()[0]["state"] == "ok"
     assert wh.latest_bar_ts([("OLD", "1d"), ("NEW", "1d")]) == {("OLD", "1d"): 0}
     with wh.engine.connect() as conn:  # the version-3 and version-4 tables exist
         assert conn.execute(sa.select(sa.func.count()).select_from(wh_module.incidents)).scalar_one() == 0
     assert wh.read_indicators("OLD", "1d", 0, 1).empty
-    assert Warehouse(url).schema_version() == 4
+    assert Warehouse(url).schema_version() == 5
 
 
 def test_checksum_canonical_form() -> None:

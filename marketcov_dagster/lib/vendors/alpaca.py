@@ -1,7 +1,7 @@
 """Alpaca Market Data v2 stock bars (and v1beta3 crypto minute bars) over HTTP.
 
 * ``GET /v2/stocks/{symbol}/bars`` with ``timeframe=1Min|1Day``, ``start``/``end`` RFC-3339
-  (both inclusive), ``limit=10000``, ``feed``, ``adjustment``; ``next_page_token`` is sent back
+  (both inclusive), ``limit=10000``, ``feed``, ``adjustment=raw``; ``next_page_token`` is sent back
   as ``page_token`` with otherwise identical parameters until it is null.
 * Auth: ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` headers; missing or wrong -> 403.
 * Daily bars are stamped at midnight America/New_York; we map them to the session date.
@@ -9,11 +9,13 @@
 * 429 carries no ``Retry-After``; ``X-Ratelimit-Reset`` (epoch seconds) says when to retry.
 * Crypto (24/7 calendar, minute bars only): ``GET /v1beta3/crypto/us/bars?symbols=BTC/USDT``,
   bars keyed by symbol; no auth needed (keys raise the rate limit when present).
+* Corporate actions: ``GET /v1/corporate-actions`` (``symbols``, ``types``, ``start``/``end``,
+  ``limit``, ``page_token``), one object keyed by plural type.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -22,11 +24,13 @@ import pandas as pd
 import requests
 
 from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.prices.actions import ALPACA_TYPES, ActionPayloadError, CorporateAction, alpaca_actions
 from marketcov_dagster.lib.vendors.base import BadPayloadError
 from marketcov_dagster.lib.vendors.http import MAX_PAGES, HttpVendor, parse_retry_after
 
 DEFAULT_BASE_URL = "https://data.alpaca.markets"
 NEW_YORK = ZoneInfo("America/New_York")
+PROCESS_LAG_DAYS = 90  # a dividend's process (payment) date may trail its ex-date by weeks
 _QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
 
 
@@ -80,7 +84,7 @@ class AlpacaVendor(HttpVendor):
             params["symbols"] = vendor_symbol
         else:
             url = f"{self.base_url}/v2/stocks/{quote(vendor_symbol, safe='')}/bars"
-            params.update(feed=self.settings.feed, adjustment=self.settings.adjustment)
+            params.update(feed=self.settings.feed, adjustment="raw")  # as traded (RAW_ONLY)
         bars: list[Any] = []
         seen_tokens: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -105,6 +109,35 @@ class AlpacaVendor(HttpVendor):
         else:
             raise self._pages_exhausted()
         return self._frame(self._rows(bars, interval))
+
+    def fetch_actions(self, symbols: list[str], first: date, last: date) -> list[CorporateAction]:
+        """``GET /v1/corporate-actions`` for every symbol at once. Its ``start``/``end`` filter on
+        ``process_date`` (a dividend's payment date), so the window reaches ``PROCESS_LAG_DAYS``
+        past ``last`` and the ex-dates are filtered here."""
+        theirs = {self.settings.symbols.get(s, s): s for s in symbols}
+        params: dict[str, Any] = {
+            "symbols": ",".join(theirs),
+            "types": ",".join(ALPACA_TYPES),
+            "start": first.isoformat(),
+            "end": (last + timedelta(days=PROCESS_LAG_DAYS)).isoformat(),
+            "limit": 1000,
+        }
+        out: list[CorporateAction] = []
+        seen_tokens: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = self._get_json(f"{self.base_url}/v1/corporate-actions", params, what="corporate actions")
+            try:
+                out.extend(alpaca_actions(body, theirs))
+            except ActionPayloadError as e:
+                raise self._error(BadPayloadError, str(e).removeprefix("alpaca: ")) from None
+            token = body.get("next_page_token")
+            if not token:
+                return [a for a in out if first <= a.ex_date <= last]
+            if not isinstance(token, str) or token in seen_tokens:
+                raise self._error(BadPayloadError, f"bad next_page_token {token!r}")
+            seen_tokens.add(token)
+            params = {**params, "page_token": token}
+        raise self._pages_exhausted()
 
     def _rows(self, bars: list[Any], interval: Interval) -> list[tuple[int, Any, Any, Any, Any, Any]]:
         if not bars:

@@ -8,11 +8,15 @@ the same interface.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from marketcov_dagster.lib.intervals import Interval
+
+if TYPE_CHECKING:
+    from marketcov_dagster.lib.prices.actions import CorporateAction
 
 
 class VendorError(RuntimeError):
@@ -73,3 +77,7 @@ class Vendor(ABC):
     @abstractmethod
     def fetch_bars(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> pd.DataFrame:
         """Bars whose open time lies in ``[start, end)``, as a canonical frame."""
+
+    def fetch_actions(self, symbols: list[str], first: date, last: date) -> list[CorporateAction]:
+        """The splits and cash dividends of ``symbols`` with ex-dates in ``first..last``."""
+        raise BadSymbolError(self.name, "serves no corporate actions")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
 
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.intervals import Interval
+from marketcov_dagster.lib.prices.actions import CorporateAction
 from marketcov_dagster.lib.universe import VendorSettings
 from marketcov_dagster.lib.vendors import alpaca, binance, polygon
 from marketcov_dagster.lib.vendors.base import AuthError, Vendor
@@ -49,6 +50,9 @@ class _MissingKeyVendor(Vendor):
         self._envs = envs
 
     def fetch_bars(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> pd.DataFrame:
+        raise AuthError(self.name, f"no API key: set {' and '.join(self._envs)}")
+
+    def fetch_actions(self, symbols: list[str], first: date, last: date) -> list[CorporateAction]:
         raise AuthError(self.name, f"no API key: set {' and '.join(self._envs)}")
 
 

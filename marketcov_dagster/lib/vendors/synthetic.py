@@ -4,13 +4,17 @@ Every bar is a pure function of (symbol, interval, open time), so a range reques
 single-session request give bit-identical bars, and reruns give identical checksums. Minute bars
 exist only inside sessions (regular hours, early closes, DST handled by the calendar); daily bars
 are stamped at the session open; nothing is returned for bars that have not ended yet.
+
+Prices are raw, as traded: splits and cash dividends of the offline market
+(``synthetic_actions``) move them at their ex-dates, and ``fetch_actions`` states those actions
+like a vendor's reference endpoint, so the ledger and the adjusted views work offline.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +23,14 @@ import pandas as pd
 from marketcov_dagster.lib.bars import canonical, empty_frame
 from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.intervals import MINUTE_MS, Interval
+from marketcov_dagster.lib.prices.actions import CorporateAction
 from marketcov_dagster.lib.vendors.base import BadSymbolError, Vendor
+from marketcov_dagster.lib.vendors.synthetic_actions import (
+    ANNOUNCED_DAYS,
+    SyntheticAction,
+    raw_multipliers,
+    synthetic_actions,
+)
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -87,8 +98,9 @@ class SyntheticVendor(Vendor):
         day_hi = datetime.fromtimestamp((end_ms - 1) / 1000, cal.tz).date()
         seed = _seed(symbol)
         base = 20.0 + float(seed % np.uint64(480))
+        actions = synthetic_actions(symbol, cal)
         if interval == "1d":
-            return self._daily(cal, seed, base, day_lo, day_hi, start_ms, end_ms, now_ms)
+            return self._daily(cal, seed, base, actions, day_lo, day_hi, start_ms, end_ms, now_ms)
         starts = []
         for day in cal.sessions(day_lo, day_hi):
             s = cal.bounds(day).bar_starts(interval)
@@ -96,22 +108,58 @@ class SyntheticVendor(Vendor):
         ts = np.concatenate(starts) if starts else np.array([], dtype=np.int64)
         if len(ts) == 0:
             return empty_frame()
-        o, h, lo, c, v = self._minutes(seed, base, ts)
+        o, h, lo, c, v = self._minutes(seed, base, actions, ts)
         return canonical(pd.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c, "volume": v}))
 
-    def _minutes(self, seed: np.uint64, base: float, ts: np.ndarray) -> tuple[np.ndarray, ...]:
-        o = np.round(self._price(seed, base, ts), 2)
-        c = np.round(self._price(seed, base, ts + MINUTE_MS) * (1 + 0.002 * (_unit(seed, ts, 1) - 0.5)), 2)
+    def _minutes(
+        self, seed: np.uint64, base: float, actions: tuple[SyntheticAction, ...], ts: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        pm, vm = raw_multipliers(actions, ts)
+        o = np.round(self._price(seed, base, ts) * pm, 2)
+        c = np.round(self._price(seed, base, ts + MINUTE_MS) * (1 + 0.002 * (_unit(seed, ts, 1) - 0.5)) * pm, 2)
         h = np.round(np.maximum(o, c) * (1 + 0.003 * _unit(seed, ts, 2)), 2)
         lo = np.round(np.minimum(o, c) * (1 - 0.003 * _unit(seed, ts, 3)), 2)
-        v = np.floor(2e4 * (0.2 + _unit(seed, ts, 4)))
+        v = np.floor(2e4 * (0.2 + _unit(seed, ts, 4)) * vm)
         return o, h, lo, c, v
+
+    def fetch_actions(self, symbols: list[str], first: date, last: date) -> list[CorporateAction]:
+        """The splits and cash dividends of ``symbols`` with ex-dates in ``first..last`` that are
+        announced by now (``ANNOUNCED_DAYS`` ahead of their ex-date)."""
+        horizon = self._clock().date() + timedelta(days=ANNOUNCED_DAYS)
+        out: list[CorporateAction] = []
+        for symbol in symbols:
+            try:
+                cal = self._calendar_for(symbol)
+            except KeyError:
+                raise BadSymbolError(self.name, f"unknown symbol {symbol!r}") from None
+            seed = _seed(symbol)
+            base = 20.0 + float(seed % np.uint64(480))
+            for a in synthetic_actions(symbol, cal):
+                if not (first <= a.ex_date <= last and a.ex_date <= horizon):
+                    continue
+                vendor_id = f"{symbol}:{a.kind}:{a.ex_date.isoformat()}"
+                if a.kind == "split":
+                    out.append(
+                        CorporateAction(symbol, "split", a.ex_date, self.name, vendor_id, a.ratio_from, a.ratio_to)
+                    )
+                    continue
+                previous = cal.sessions(a.ex_date - timedelta(days=10), a.ex_date - timedelta(days=1))[-1]
+                last_minute = cal.bounds(previous).bar_starts("1m")[-1:]
+                close = float(self._minutes(seed, base, synthetic_actions(symbol, cal), last_minute)[3][0])
+                cash = max(0.01, round(a.dividend_yield * close, 2))
+                out.append(
+                    CorporateAction(symbol, "dividend", a.ex_date, self.name, vendor_id, cash=cash, currency="USD")
+                )
+        if self._ledger is not None:
+            self._ledger.record_vendor_call(self.name, "ok", f"corporate actions of {len(symbols)} symbol(s): offline")
+        return out
 
     def _daily(
         self,
         cal: TradingCalendar,
         seed: np.uint64,
         base: float,
+        actions: tuple[SyntheticAction, ...],
         day_lo: date,
         day_hi: date,
         start_ms: int,
@@ -132,7 +180,7 @@ class SyntheticVendor(Vendor):
         ts = np.concatenate(minutes)
         first = np.cumsum([0] + [len(m) for m in minutes[:-1]])
         last = first + np.array([len(m) for m in minutes]) - 1
-        o, h, lo, c, v = self._minutes(seed, base, ts)
+        o, h, lo, c, v = self._minutes(seed, base, actions, ts)
         return canonical(
             pd.DataFrame(
                 {

@@ -1,10 +1,9 @@
-"""The bar warehouse on SQLAlchemy 2 Core: SQLite by default, PostgreSQL by URL, same code.
-
-Split by concern: ``schema`` (the tables and their migrations), ``core`` (URL, engine,
-transactions), ``lineage`` (lineage and the remediation log), ``bars`` (idempotent partition
-writes, reads, expiry), ``vendors`` (vendor state shared by every process), ``indicators``
-(indicator values). ``Warehouse`` combines them; incidents and the outbox are read and written
-by ``lib.alerts`` on the same engine.
+"""The bar warehouse on SQLAlchemy 2 Core: SQLite by default, PostgreSQL by URL, same code. Split by
+concern: ``schema`` (the tables and their migrations), ``core`` (URL, engine, transactions),
+``lineage`` (lineage and the remediation log), ``bars`` (idempotent partition writes, reads,
+expiry), ``vendors`` (vendor state shared by every process), ``indicators`` (indicator values),
+``actions`` (the corporate-actions ledger). ``Warehouse`` combines them; incidents and the outbox
+are read and written by ``lib.alerts`` on the same engine.
 Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
 one transaction, so reruns, overlapping backfills and retries can neither duplicate nor lose rows.
 """
@@ -15,20 +14,33 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from marketcov_dagster.lib.warehouse.bars import RETENTION, BarsStore, PartitionWrite
-from marketcov_dagster.lib.warehouse.core import WAREHOUSE_URL_ENV, WarehouseError, default_warehouse_url, redact_url
+from marketcov_dagster.lib.warehouse.actions import ActionsStore, LedgerChanges, LedgerEntry
+from marketcov_dagster.lib.warehouse.bars import RETENTION, PartitionWrite
+from marketcov_dagster.lib.warehouse.core import (
+    WAREHOUSE_URL_ENV,
+    WarehouseDamaged,
+    WarehouseError,
+    default_warehouse_url,
+    redact_url,
+    sqlite_path,
+)
+from marketcov_dagster.lib.warehouse.held import HeldRevisionStore, RevisionDecisionError
 from marketcov_dagster.lib.warehouse.indicators import IndicatorStore
 from marketcov_dagster.lib.warehouse.lineage import LineageRow
+from marketcov_dagster.lib.warehouse.revisions import Revision
 from marketcov_dagster.lib.warehouse.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     UtcDateTime,
     bars,
+    corporate_actions,
     incidents,
     metadata,
     outbox,
     partition_lineage,
     remediation_log,
+    revision_bars,
+    revisions,
     schema_version,
     vendor_limits,
     vendor_status,
@@ -42,12 +54,18 @@ __all__ = [
     "SCHEMA_VERSION",
     "VENDOR_STATES",
     "WAREHOUSE_URL_ENV",
+    "LedgerChanges",
+    "LedgerEntry",
     "LineageRow",
     "PartitionWrite",
+    "Revision",
+    "RevisionDecisionError",
     "UtcDateTime",
     "Warehouse",
+    "WarehouseDamaged",
     "WarehouseError",
     "bars",
+    "corporate_actions",
     "default_warehouse_url",
     "existing_or_empty",
     "incidents",
@@ -56,14 +74,18 @@ __all__ = [
     "partition_lineage",
     "redact_url",
     "remediation_log",
+    "revision_bars",
+    "revisions",
     "schema_version",
+    "sqlite_path",
     "vendor_limits",
     "vendor_status",
 ]
 
 
-class Warehouse(BarsStore, VendorStateStore, IndicatorStore):
-    """The whole warehouse: bars with lineage and remediation, shared vendor state, indicators."""
+class Warehouse(HeldRevisionStore, VendorStateStore, IndicatorStore, ActionsStore):
+    """The whole warehouse: bars with lineage and remediation, shared vendor state, indicators,
+    the corporate-actions ledger."""
 
 
 def existing_or_empty(url: str | None = None) -> Warehouse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from marketcov_dagster.lib.bars import COLUMNS
 from marketcov_dagster.lib.warehouse.lineage import LineageRow, LineageStore
+from marketcov_dagster.lib.warehouse.revisions import Revision, RevisionStore
 from marketcov_dagster.lib.warehouse.schema import bars, indicator_values, partition_lineage
 
 RETENTION = "retention"  # the lineage "vendor" of a session whose bars the retention job deleted
@@ -53,15 +54,18 @@ class PartitionWrite:
     checksum: str
 
 
-class BarsStore(LineageStore):
+class BarsStore(LineageStore, RevisionStore):
     def write_partitions(
         self,
         writes: Sequence[PartitionWrite],
         run_id: str,
         remediation: Sequence[dict[str, Any]] = (),
+        hold: bool = False,
     ) -> list[LineageRow]:
         """Replace every partition's window with its bars and record lineage and the batch's
-        remediation entries, atomically."""
+        remediation entries, atomically. With ``hold`` (``on_revision: hold``), a partition whose
+        stored bars the new ones would revise keeps them: the revision is recorded as pending and
+        its row returned is the stored partition's lineage, not written again."""
         if not writes:
             return []
         now = datetime.now(UTC)
@@ -72,7 +76,31 @@ class BarsStore(LineageStore):
                 for sym, iv in keys:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{sym}|{iv}"})
             previous = self._latest_checksums(conn, writes)
+            revised: dict[tuple[str, str, str], Revision] = {}
+            held: set[tuple[str, str, str]] = set()
             for w in writes:
+                key = (w.symbol, w.interval, w.session.isoformat())
+                prev = previous.get(key)
+                if prev is not None and prev != w.checksum:  # a rewrite that changes data: in the open
+                    found = self._record_revision(
+                        conn,
+                        symbol=w.symbol,
+                        interval=w.interval,
+                        session=key[2],
+                        window=(w.window_start_ms, w.window_end_ms),
+                        new=w.bars,
+                        vendor=w.vendor,
+                        run_id=run_id,
+                        old_checksum=prev,
+                        new_checksum=w.checksum,
+                        now=now,
+                        hold=hold,
+                    )
+                    if found is not None:
+                        revised[key] = found
+                        if found.status != "accepted":
+                            held.add(key)
+                            continue  # the stored bars stay in force
                 conn.execute(
                     bars.delete().where(
                         bars.c.symbol == w.symbol,
@@ -81,7 +109,8 @@ class BarsStore(LineageStore):
                         bars.c.ts < w.window_end_ms,
                     )
                 )
-            filled = [w for w in writes if len(w.bars)]
+            kept = {k: replace(row, revision=revised[k]) for k, row in self._held_lineage(conn, held).items()}
+            filled = [w for w in writes if len(w.bars) and (w.symbol, w.interval, w.session.isoformat()) not in held]
             if filled:  # one frame, its symbol and interval columns added once rather than per partition
                 df = pd.concat([w.bars for w in filled], ignore_index=True)
                 lengths = [len(w.bars) for w in filled]
@@ -89,7 +118,11 @@ class BarsStore(LineageStore):
                 df["interval"] = np.repeat([w.interval for w in filled], lengths)
                 self._insert_bars(conn, df)
             for w in writes:
-                prev = previous.get((w.symbol, w.interval, w.session.isoformat()))
+                key = (w.symbol, w.interval, w.session.isoformat())
+                if key in kept:
+                    out.append(kept[key])
+                    continue
+                prev = previous.get(key)
                 ts = w.bars["ts"]
                 row = LineageRow(
                     symbol=w.symbol,
@@ -104,10 +137,23 @@ class BarsStore(LineageStore):
                     first_bar=int(ts.min()) if len(ts) else None,
                     last_bar=int(ts.max()) if len(ts) else None,
                     written_at=now,
+                    revision=revised.get(key),
                 )
                 out.append(row)
-            conn.execute(partition_lineage.insert(), [r.__dict__ for r in out])
+            written = [r.columns() for r in out if (r.symbol, r.interval, r.session) not in kept]
+            if written:
+                conn.execute(partition_lineage.insert(), written)
             self.log_remediation(remediation, conn)
+        return out
+
+    def _held_lineage(
+        self, conn: Connection, keys: set[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], LineageRow]:
+        out: dict[tuple[str, str, str], LineageRow] = {}
+        for sym, iv in {(k[0], k[1]) for k in keys}:
+            sessions = [k[2] for k in keys if k[:2] == (sym, iv)]
+            for session, row in self._latest_lineage(conn, sym, iv, sessions).items():
+                out[(sym, iv, session)] = row
         return out
 
     def _latest_checksums(self, conn: Connection, writes: Sequence[PartitionWrite]) -> dict[tuple[str, str, str], str]:

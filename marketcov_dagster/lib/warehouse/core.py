@@ -14,7 +14,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from marketcov_dagster.lib.warehouse.schema import MIGRATIONS, SCHEMA_VERSION, metadata, schema_version
+from marketcov_dagster.lib.warehouse.integrity import fix_hint, stat_problem
+from marketcov_dagster.lib.warehouse.schema import (
+    COLUMN_MIGRATIONS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    metadata,
+    schema_version,
+)
 
 WAREHOUSE_URL_ENV = "MARKETCOV_WAREHOUSE_URL"
 
@@ -31,6 +38,21 @@ def default_warehouse_url() -> str:
 class WarehouseError(RuntimeError):
     """The warehouse URL is malformed or its database cannot be reached; the message says which
     and never carries a password."""
+
+
+class WarehouseDamaged(WarehouseError):
+    """The embedded warehouse file is damaged (truncated, emptied, overwritten): never written into."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an embedded (SQLite, on disk) warehouse URL; None for any other."""
+    try:
+        u = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return None
+    return Path(str(u.database))
 
 
 def _first_line(e: sa.exc.DBAPIError) -> str:
@@ -68,8 +90,15 @@ class WarehouseCore:
         self.mark = "?" if self.dialect == "sqlite" else "%s"  # the driver's parameter marker, for plain SQL
         self.asset_sql = f'symbol = {self.mark} AND "interval" = {self.mark}'  # plain SQL: one asset's rows
         if self.dialect == "sqlite":
-            if u.database and u.database != ":memory:":
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(self.url)
+            problem = stat_problem(path) if path else None  # never opens the file: see stat_problem
+            if path and problem:
+                raise WarehouseDamaged(f"warehouse {path} {problem}; {fix_hint(path)}")
+            if u.database and u.database != ":memory:" and not Path(u.database).parent.is_dir():
+                raise WarehouseError(
+                    f"warehouse {u.database}: the directory {Path(u.database).parent} does not exist "
+                    f"(create it, or fix {WAREHOUSE_URL_ENV}); no new warehouse was made"
+                )
             self.engine: Engine = sa.create_engine(self.url, connect_args={"timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             # let SQLAlchemy not emit its own BEGIN; we emit BEGIN IMMEDIATE
@@ -118,6 +147,11 @@ class WarehouseCore:
                 raise RuntimeError(f"warehouse schema is version {current}, newer than this code ({SCHEMA_VERSION})")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 metadata.create_all(conn, tables=MIGRATIONS[version])
+                for table, column in COLUMN_MIGRATIONS.get(version, []):
+                    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+                    if column.name not in present:  # a table just created has it already
+                        kind = column.type.compile(dialect=conn.dialect)
+                        conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
                 conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
 
     def plain_rows(self, sql: str, params: Sequence[Any]) -> Sequence[Any]:

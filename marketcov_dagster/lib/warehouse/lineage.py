@@ -30,6 +30,12 @@ class LineageRow:
     first_bar: int | None
     last_bar: int | None
     written_at: datetime
+    basis: str | None = "raw"  # the price basis of the bars (every vendor is asked for raw; NULL before v5)
+    revision: Any = None  # the Revision this write recorded, if it changed stored bars (not a column)
+
+    def columns(self) -> dict[str, Any]:
+        """The row as the lineage table stores it."""
+        return {k: v for k, v in self.__dict__.items() if k != "revision"}
 
 
 class LineageStore(WarehouseCore):
@@ -63,6 +69,15 @@ class LineageStore(WarehouseCore):
         m = self.mark
         sql = f"SELECT DISTINCT session FROM partition_lineage WHERE {self.asset_sql} AND session BETWEEN {m} AND {m}"
         return {row[0] for row in self.plain_rows(sql, (symbol, interval, first, last))}  # years of sessions
+
+    def lineage_session_counts(self, first: str, last: str) -> dict[tuple[str, str], int]:
+        """(symbol, interval) -> the number of distinct sessions from ``first`` to ``last`` with a write."""
+        m = self.mark
+        sql = (
+            'SELECT symbol, "interval", COUNT(DISTINCT session) FROM partition_lineage '
+            f'WHERE session BETWEEN {m} AND {m} GROUP BY symbol, "interval"'
+        )
+        return {(r[0], r[1]): int(r[2]) for r in self.plain_rows(sql, (first, last))}
 
     def latest_lineage(self, symbol: str, interval: str, session: str) -> LineageRow | None:
         return self.latest_lineage_many(symbol, interval, [session]).get(session)

@@ -1,6 +1,6 @@
 """The warehouse tables (SQLAlchemy 2 Core), their schema version and migrations.
 
-Tables (schema version 4):
+Tables (schema version 5):
 
 * ``bars``: one row per (symbol, interval, ts); ``ts`` is the bar open as UTC epoch milliseconds.
 * ``partition_lineage``: one row per partition write (vendor, run id, rows, expected rows,
@@ -13,6 +13,13 @@ Tables (schema version 4):
 * ``outbox``: every alert email, deduplicated by key, kept pending until SMTP accepts it (v3).
 * ``indicator_values``: technical indicators per (symbol, interval, ts) of stored bars, one column
   per indicator, NULL while an indicator is warming up (v4).
+* ``corporate_actions``: the ledger, every split and cash dividend each vendor stated, with when it
+  was first seen and last changed; an action a vendor withdraws is kept, marked withdrawn (v5).
+* ``revisions``: each re-fetch that changed a stored partition (old and new checksum, bars added,
+  removed and changed, the largest relative price change), accepted or held (v5);
+  ``revision_bars`` keeps the version of a held revision's partition that is not in force: the
+  vendor's bars while pending or once rejected, the superseded stored bars once accepted.
+* ``partition_lineage.basis`` (v5): the price basis of the bars written (``raw``; NULL before v5).
 * ``schema_version``: the applied schema version; migrations run on start.
 """
 
@@ -22,7 +29,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -83,6 +90,7 @@ partition_lineage = sa.Table(
     sa.Column("first_bar", sa.BigInteger),
     sa.Column("last_bar", sa.BigInteger),
     sa.Column("written_at", UtcDateTime(), nullable=False),
+    sa.Column("basis", sa.String(8)),
     sa.Index("ix_lineage_partition", "symbol", "interval", "session", "id"),
 )
 
@@ -198,10 +206,69 @@ indicator_values = sa.Table(
     *(sa.Column(c, sa.Float(precision=53)) for c in INDICATOR_COLUMNS),
 )
 
+corporate_actions = sa.Table(
+    "corporate_actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ex_date", sa.String(10), nullable=False),
+    sa.Column("ratio_from", sa.Float(precision=53), nullable=False),
+    sa.Column("ratio_to", sa.Float(precision=53), nullable=False),
+    sa.Column("cash", sa.Float(precision=53)),
+    sa.Column("currency", sa.String(8)),
+    sa.Column("vendor", sa.String(32), nullable=False),
+    sa.Column("vendor_id", sa.String(128), nullable=False),
+    sa.Column("first_seen", UtcDateTime(), nullable=False),
+    sa.Column("last_changed", UtcDateTime(), nullable=False),
+    sa.Column("withdrawn_at", UtcDateTime()),
+    sa.UniqueConstraint("vendor", "vendor_id", name="ux_actions_vendor_id"),
+    sa.Index("ix_actions_symbol", "symbol", "ex_date"),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("session", sa.String(10), nullable=False),
+    sa.Column("vendor", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("old_checksum", sa.String(64), nullable=False),
+    sa.Column("new_checksum", sa.String(64), nullable=False),
+    sa.Column("bars_added", sa.Integer, nullable=False),
+    sa.Column("bars_removed", sa.Integer, nullable=False),
+    sa.Column("bars_changed", sa.Integer, nullable=False),
+    sa.Column("max_rel_change", sa.Float(precision=53), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # accepted | pending | rejected
+    sa.Column("revised_at", UtcDateTime(), nullable=False),
+    sa.Column("decided_at", UtcDateTime()),
+    sa.Index("ix_revisions_partition", "symbol", "interval", "session", "id"),
+)
+
+revision_bars = sa.Table(
+    "revision_bars",
+    metadata,
+    sa.Column("revision_id", sa.Integer, primary_key=True),
+    sa.Column("side", sa.String(8), primary_key=True),  # vendor (the re-fetched bars) | stored (superseded)
+    sa.Column("ts", sa.BigInteger, primary_key=True),
+    sa.Column("open", sa.Float(precision=53), nullable=False),
+    sa.Column("high", sa.Float(precision=53), nullable=False),
+    sa.Column("low", sa.Float(precision=53), nullable=False),
+    sa.Column("close", sa.Float(precision=53), nullable=False),
+    sa.Column("volume", sa.Float(precision=53), nullable=False),
+)
+
 # schema version -> tables it adds; ensure_schema applies the missing ones in order
 MIGRATIONS: dict[int, list[sa.Table]] = {
     1: [bars, partition_lineage, remediation_log],
     2: [vendor_status, vendor_limits],
     3: [incidents, outbox],
     4: [indicator_values],
+    5: [corporate_actions, revisions, revision_bars],
+}
+# schema version -> columns it adds to tables of earlier versions (table, column)
+COLUMN_MIGRATIONS: dict[int, list[tuple[sa.Table, sa.Column[object]]]] = {
+    5: [(partition_lineage, partition_lineage.c.basis)],
 }
