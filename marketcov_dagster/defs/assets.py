@@ -21,6 +21,7 @@ from marketcov_dagster.lib.verify import (
     DAILY_MATCHES_MINUTES,
     CheckOutcome,
     log_check_findings,
+    record_verdicts,
     verify_partitions,
 )
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -123,6 +124,7 @@ def ohlcv_checks(spec: AssetSpecification, extra: Mapping[str, ExtraCheck]) -> E
             for k, outcome in run_extra(wh, [date.fromisoformat(k) for k in outcomes]).items():
                 outcomes[k].append(outcome)
         log_check_findings(wh, spec.symbol, spec.interval, outcomes, run_id)
+        record_verdicts(wh, spec.symbol, spec.interval, outcomes, run_id)
         return outcomes
 
     return evaluate

@@ -53,7 +53,7 @@ CHECK_DESCRIPTIONS = {
     NO_PENDING_REVISION: "on_revision: hold only: the vendor serves no other bars than the stored ones, or the "
     "revision was accepted or rejected (marketcov revisions accept|reject).",
     MATCHES_SOURCE: "Each resampled bar equals, exactly, the candle of its source bars: open = first open, "
-    "high = max, low = min, close = last close, volume = sum.",
+    "high = max, low = min, close = last close, volume = sum; and the source is unchanged since it was built.",
 }
 
 Materialize = Callable[["RunScope", list[date]], Mapping[str, Mapping[str, Any]]]

@@ -158,6 +158,11 @@ class TradingCalendar:
         """Sessions with ``start <= session <= end``."""
         return self._dates[bisect_left(self._dates, start) : bisect_right(self._dates, end)]
 
+    def next_session(self, day: date) -> date | None:
+        """The session after ``day`` (any date), or None past the calendar's end."""
+        i = bisect_right(self._dates, day)
+        return self._dates[i] if i < len(self._dates) else None
+
     def bounds(self, day: date) -> SessionBounds:
         i = self._index.get(day)
         if i is None:

@@ -31,6 +31,7 @@ from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.prices.ledger import adjustments
 from marketcov_dagster.lib.prices.pit import adjusted_inputs, to_own_basis
 from marketcov_dagster.lib.resample import require_source
+from marketcov_dagster.lib.sources import require_verified
 from marketcov_dagster.lib.verify import CheckOutcome
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
@@ -149,6 +150,7 @@ def derive_indicators(
     days = sorted(set(sessions))
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     require_source(warehouse, calendar, symbol, interval, days, now_ms, f"{symbol} {interval} indicators")
+    require_verified(warehouse, symbol, interval, calendar.session_keys(days), f"{symbol} {interval} indicators")
     starts, ends = calendar.partition_window_arrays(days, interval)
     contiguous = calendar.sessions(days[0], days[-1]) == days  # a range: one span to replace
     spans = [(int(starts[0]), int(ends[-1]))] if contiguous else list(zip(starts.tolist(), ends.tolist(), strict=True))

@@ -356,25 +356,22 @@ def _decide_writes(
                 )
             )
             continue
-        if gap:
-            need = required_bars(want, min_completeness)
-            verdict = (
-                f"within min_completeness {min_completeness:g} (at least {need}): complete"
-                if len(cand.bars) >= need
-                else f"below min_completeness {min_completeness:g} (at least {need}): partial"
-            )
+        need = required_bars(want, min_completeness)
+        if len(cand.bars) < need:  # within the completeness tolerance a session is complete, not a gap
             remediation.append(
                 {
                     **entry,
                     "session": day,
                     "vendor": cand.vendor,
                     "kind": "gap",
-                    "detail": f"{len(cand.bars)} of {want} expected bars, {verdict}",
+                    "detail": f"{len(cand.bars)} of {want} expected bars, "
+                    f"below min_completeness {min_completeness:g} (at least {need}): partial",
                 }
             )
         part = cand.bars
         checksum = bars_checksum(part)
         window_start_ms, window_end_ms = calendar.partition_window_ms(b.session)
+        following = calendar.next_session(b.session)  # stored bars before it belong to no session: gone
         writes.append(
             PartitionWrite(
                 symbol=symbol,
@@ -386,6 +383,7 @@ def _decide_writes(
                 vendor=cand.vendor,
                 expected_rows=want,
                 checksum=checksum,
+                strays_until_ms=calendar.partition_window_ms(following)[0] if following else None,
             )
         )
         results.append(

@@ -24,6 +24,12 @@ from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import PartitionResult, SessionNotStartedError, expected_as_of
 from marketcov_dagster.lib.intervals import DERIVED_FROM, Interval
+from marketcov_dagster.lib.sources import (
+    recorded_source_checksums,
+    require_verified,
+    source_change,
+    stored_source_checksums,
+)
 from marketcov_dagster.lib.verify import MATCHES_SOURCE, CheckOutcome
 from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
 
@@ -180,6 +186,8 @@ def derive_sessions(
         weeks = [calendar.week_sessions(d) for d in days if calendar.bounds(d).week_open_ms is not None]
         needed = sorted({*days, *(s for w in weeks for s in w if window_first is None or s >= window_first)})
     require_source(warehouse, calendar, symbol, source, needed, now_ms, f"{symbol} {interval}")
+    require_verified(warehouse, symbol, source, calendar.session_keys(needed), f"{symbol} {interval}")
+    built_from = recorded_source_checksums(warehouse, calendar, symbol, interval, days)
     bounds = [calendar.bounds(d) for d in days]
     minutes, where = _source_of(warehouse, calendar, symbol, interval, bounds)
     fetched = np.bincount(where, minlength=len(bounds))
@@ -190,7 +198,10 @@ def derive_sessions(
         want = expected_as_of(b, interval, now_ms)
         checksum = bars_checksum(bars)
         w0, w1 = calendar.partition_window_ms(b.session, interval)
-        writes.append(PartitionWrite(symbol, interval, b.session, w0, w1, bars, derived_vendor(source), want, checksum))
+        vendor = derived_vendor(source)
+        writes.append(
+            PartitionWrite(symbol, interval, b.session, w0, w1, bars, vendor, want, checksum, built_from[b.session])
+        )
         results.append(
             PartitionResult(
                 session=b.session,
@@ -220,17 +231,28 @@ def matches_source(
     now: datetime | None = None,
 ) -> dict[str, CheckOutcome]:
     """Per session (ISO date): do the stored ``interval`` bars equal, exactly, the candles the
-    stored source bars give now? A damaged or rewritten source session fails until re-derived."""
+    stored source bars give now, and is the source still what they were built from (neither
+    rewritten nor damaged since)? Either failing fails until the session is re-derived."""
     if not sessions:
         return {}
     source = DERIVED_FROM[interval]
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
-    bounds = [calendar.bounds(s) for s in sorted(set(sessions))]
+    days = sorted(set(sessions))
+    bounds = [calendar.bounds(s) for s in days]
     wants = resample_sessions(_source_of(warehouse, calendar, symbol, interval, bounds)[0], bounds, interval, now_ms)
     stored = read_source(warehouse, calendar, symbol, interval, bounds)
-    return {
-        b.session.isoformat(): _compare(want, stored[b.session], source) for b, want in zip(bounds, wants, strict=True)
-    }
+    lineage = warehouse.latest_lineage_many(symbol, interval, [d.isoformat() for d in days])
+    recorded = recorded_source_checksums(warehouse, calendar, symbol, interval, days)
+    hashed = stored_source_checksums(warehouse, calendar, symbol, interval, days)
+    out = {}
+    for b, want in zip(bounds, wants, strict=True):
+        outcome = _compare(want, stored[b.session], source)
+        row = lineage.get(b.session.isoformat())
+        changed = source_change(row.source_checksum if row else None, recorded[b.session], hashed[b.session])
+        if outcome.passed and changed:
+            outcome = CheckOutcome(MATCHES_SOURCE, False, f"{changed}: re-derive the session", outcome.metadata)
+        out[b.session.isoformat()] = outcome
+    return out
 
 
 def _compare(want: pd.DataFrame, have: pd.DataFrame, source: Interval) -> CheckOutcome:

@@ -50,6 +50,7 @@ def _measure(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: dat
 def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now: datetime) -> dict[str, Any]:
     measured = _measure(warehouse, specs, now)
     strays = outside_session_bars(warehouse, specs, now)
+    failing = warehouse.failing_partitions()
     incidents = alerts.list_incidents(warehouse)  # newest first
     latest_incident: dict[str, dict[str, Any]] = {}
     for inc in reversed(incidents):  # oldest first: the newest wins
@@ -63,6 +64,7 @@ def status_report(warehouse: Warehouse, specs: Sequence[AssetSpecification], now
                 **f.as_dict(),
                 "unended_bars": unended,
                 "outside_session_bars": strays.get(f.asset_key, 0),
+                "failed_checks": failing.get((f.symbol, f.interval), {}) if f.asset_key.startswith("ohlcv/") else {},
                 "open_incident": inc["id"] if inc and inc["resolved_at"] is None else None,
                 "last_alert_at": _iso(max(sent)) if sent else None,
             }
@@ -129,6 +131,13 @@ def to_text(report: dict[str, Any]) -> str:
             ]
         )
     lines = [render(cols, rows), ""]
+    for a in report["assets"]:
+        for name, sessions in sorted(a.get("failed_checks", {}).items()):
+            shown = ", ".join(sessions[:5]) + (f" and {len(sessions) - 5} more" if len(sessions) > 5 else "")
+            lines.append(f"{a['asset_key']}: {len(sessions)} partition(s) fail {name}: {shown}")
+    if any(a.get("failed_checks") for a in report["assets"]):
+        lines.append("(marketcov backfill --missing re-fetches them; marketcov verify checks every partition again)")
+        lines.append("")
     counts = report.get("headline") or (
         f"{report['stale']} stale of {len(report['assets'])}"
         + (f" ({report['no_data']} not built yet)" if report["no_data"] else "")

@@ -19,7 +19,7 @@ from marketcov_dagster.lib.calendars import SessionBounds, TradingCalendar
 from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import expected_as_of
 from marketcov_dagster.lib.intervals import Interval
-from marketcov_dagster.lib.warehouse import LineageRow, Warehouse
+from marketcov_dagster.lib.warehouse import LineageRow, Verdict, Warehouse
 
 BARS_ARE_VALID = "bars_are_valid"
 BAR_COUNT_MATCHES_CALENDAR = "bar_count_matches_calendar"
@@ -207,6 +207,22 @@ def _outcomes(
         {"recorded": lineage.checksum, "actual": actual, "rows_written": lineage.rows, "rows_now": rows},
     )
     return [valid, count, checksum]
+
+
+def record_verdicts(
+    warehouse: Warehouse, symbol: str, interval: Interval, outcomes: dict[str, list[CheckOutcome]], run_id: str
+) -> None:
+    """Keep each outcome as the partition's latest verdict of that check (what derived data asks)."""
+    warehouse.record_verdicts(
+        symbol,
+        interval,
+        [
+            Verdict(session, o.name, o.passed, o.severity, o.description)
+            for session, per_check in outcomes.items()
+            for o in per_check
+        ],
+        run_id,
+    )
 
 
 def log_check_findings(

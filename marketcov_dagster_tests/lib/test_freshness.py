@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -277,3 +277,28 @@ def test_indicators_are_measured_by_their_own_values_and_open_an_incident_only_a
     results = freshness_now(sqlite_warehouse, [ind, daily], later)
     assert [f.asset_key for f in results] == ["indicators/1d/AAPL", "ohlcv/1d/AAPL"] and all(f.stale for f in results)
     assert [f.asset_key for f in root_causes(results, [ind, daily])] == ["ohlcv/1d/AAPL"]
+
+
+def test_status_names_the_partitions_whose_checksum_check_fails(sqlite_warehouse) -> None:  # type: ignore[no-untyped-def]
+    from marketcov_dagster.lib.calendars import get_calendar
+    from marketcov_dagster.lib.ingest import ingest_sessions
+    from marketcov_dagster.lib.status import status_report, to_text
+    from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
+    from marketcov_dagster.lib.verify import record_verdicts, verify_partitions
+
+    xnys = get_calendar("XNYS")
+    now = at("2025-02-03 12:00")
+    days = xnys.sessions(date(2025, 1, 27), date(2025, 1, 31))
+    kw = {"symbol": "AAPL", "interval": "1d", "calendar": xnys, "warehouse": sqlite_warehouse, "now": now}
+    ingest_sessions(**kw, sessions=days, vendors=[SyntheticVendor(lambda _s: xnys)], run_id="r1")  # type: ignore[arg-type]
+    assert status_report(sqlite_warehouse, [spec("1d")], now)["assets"][0]["failed_checks"] == {}
+    sqlite_warehouse.execute(  # two sessions' stored bars changed behind the lineage's back
+        "UPDATE bars SET volume = volume + 1 WHERE symbol = 'AAPL' AND interval = '1d' AND ts IN (:a, :b)",
+        {"a": xnys.bounds(days[1]).open_ms, "b": xnys.bounds(days[3]).open_ms},
+    )
+    outcomes = verify_partitions(**kw, sessions=days, min_completeness=1.0)  # type: ignore[arg-type]
+    record_verdicts(sqlite_warehouse, "AAPL", "1d", outcomes, "verify")
+    report = status_report(sqlite_warehouse, [spec("1d")], now)
+    broken = [days[1].isoformat(), days[3].isoformat()]
+    assert report["assets"][0]["failed_checks"] == {"checksum_matches": broken}
+    assert f"ohlcv/1d/AAPL: 2 partition(s) fail checksum_matches: {broken[0]}, {broken[1]}" in to_text(report)

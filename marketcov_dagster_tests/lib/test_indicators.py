@@ -17,8 +17,9 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.indicators import WARMUP_BARS, derive_indicators, verify_indicators
 from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.resample import SourceNotMaterializedError
+from marketcov_dagster.lib.sources import SourceFailedChecksError
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse import Verdict, Warehouse
 from marketcov_dagster.lib.warehouse.schema import INDICATOR_COLUMNS
 
 pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
@@ -145,3 +146,23 @@ def test_indicators_round_trip_on_both_warehouses(warehouse: Warehouse) -> None:
     got = _all(warehouse)
     assert len(got) == 30 and got["sma_20"].iloc[:19].isna().all() and got["sma_20"].iloc[19:].notna().all()
     assert all(o.passed for per in verify_indicators(warehouse, XNYS, "AAPL", "1d", days).values() for o in per)
+
+
+def test_indicators_are_never_derived_from_a_day_whose_checks_failed(wh: Warehouse) -> None:
+    day = SESSIONS[-1].isoformat()
+    wh.record_verdicts(
+        "AAPL",
+        "1d",
+        [
+            Verdict(day, "jumps_explained", False, "ERROR", "close moved -90.0%: looks like a 10-for-1 split"),
+            Verdict(SESSIONS[-2].isoformat(), "bars_are_valid", False, "WARN", "vendor bars quarantined"),
+        ],
+        "check-run",
+    )
+    with pytest.raises(SourceFailedChecksError, match=rf"ohlcv/1d/AAPL {day} failed jumps_explained \(close moved"):
+        derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=SESSIONS, warehouse=wh)
+    assert wh.read_indicators("AAPL", "1d", -(2**62), 2**62).empty  # refused before writing anything
+    # a warning does not block, and a passing verdict replaces the failed one
+    wh.record_verdicts("AAPL", "1d", [Verdict(day, "jumps_explained", True, "ERROR", "explained")], "check-run-2")
+    derive_indicators(symbol="AAPL", interval="1d", calendar=XNYS, sessions=SESSIONS, warehouse=wh)
+    assert len(wh.read_indicators("AAPL", "1d", -(2**62), 2**62)) == len(SESSIONS)

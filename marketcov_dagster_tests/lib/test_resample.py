@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from marketcov_dagster.lib.calendars import TradingCalendar, get_calendar
+from marketcov_dagster.lib.checksums import bars_checksum
 from marketcov_dagster.lib.ingest import SessionNotStartedError, ingest_sessions
 from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.resample import (
@@ -21,9 +22,11 @@ from marketcov_dagster.lib.resample import (
     matches_source,
     resample_session,
 )
+from marketcov_dagster.lib.sources import SourceFailedChecksError
 from marketcov_dagster.lib.universe import ConfigError, parse_universe
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.verify import record_verdicts, verify_partitions
+from marketcov_dagster.lib.warehouse import PartitionWrite, Warehouse
 
 pytestmark = pytest.mark.date_sensitive  # also run with the clock moved ahead (.ci/run)
 
@@ -125,11 +128,15 @@ def test_only_ended_bars_are_written_and_missing_minutes_stay_missing(wh: Wareho
     assert int(bars["ts"].max()) == b.open_ms + 55 * 60_000
 
 
-def test_matches_source_fails_on_a_damaged_minute_and_passes_after_rederiving(wh: Warehouse) -> None:
+def test_a_damaged_source_fails_matches_source_and_is_never_derived_from_until_healed(wh: Warehouse) -> None:
     days = [date(2024, 11, 26), date(2024, 11, 27)]
     _ingest(wh, XNYS, "AAPL", days)
-    derive_sessions(symbol="AAPL", interval="5m", calendar=XNYS, sessions=days, warehouse=wh, run_id="r1", now=AFTER)
+    kw = {"symbol": "AAPL", "calendar": XNYS, "warehouse": wh, "now": AFTER}
+    derive_sessions(**kw, interval="5m", sessions=days, run_id="r1")  # type: ignore[arg-type]
     assert all(o.passed for o in matches_source(wh, XNYS, "AAPL", "5m", days, AFTER).values())
+    built = wh.latest_lineage("AAPL", "5m", "2024-11-27")
+    source = wh.latest_lineage("AAPL", "1m", "2024-11-27")
+    assert built is not None and source is not None and built.source_checksum == source.checksum
     b = XNYS.bounds(days[1])
     wh.execute(
         "UPDATE bars SET high = high + 1, volume = volume + 7 WHERE symbol='AAPL' AND interval='1m' AND ts = :t",
@@ -138,12 +145,53 @@ def test_matches_source_fails_on_a_damaged_minute_and_passes_after_rederiving(wh
     found = matches_source(wh, XNYS, "AAPL", "5m", days, AFTER)
     assert found["2024-11-26"].passed
     bad = found["2024-11-27"]
-    kw = {"symbol": "AAPL", "calendar": XNYS, "warehouse": wh}
     assert not bad.passed and bad.metadata["different"] == 1 and "re-derive" in bad.description
-    derive_sessions(**kw, interval="5m", sessions=[days[1]], run_id="r2", now=AFTER)  # type: ignore[arg-type]
-    assert matches_source(wh, XNYS, "AAPL", "5m", days, AFTER)["2024-11-27"].passed
+
+    # the source's checks run (as after every write, or in marketcov verify): its checksum fails,
+    # and nothing is derived from it; the run names the partition and the check
+    outcomes = verify_partitions(
+        warehouse=wh, calendar=XNYS, symbol="AAPL", interval="1m", sessions=days, min_completeness=0.9, now=AFTER
+    )
+    record_verdicts(wh, "AAPL", "1m", outcomes, "check-run")
+    before = wh.read_bars("AAPL", "5m", b.open_ms, b.close_ms)
+    with pytest.raises(SourceFailedChecksError, match=r"ohlcv/1m/AAPL 2024-11-27 failed checksum_matches"):
+        derive_sessions(**kw, interval="5m", sessions=days, run_id="r2")  # type: ignore[arg-type]
+    assert wh.read_bars("AAPL", "5m", b.open_ms, b.close_ms).equals(before)  # nothing written
+    assert wh.latest_lineage("AAPL", "5m", "2024-11-27") == built
+
+    # derived before any check ran, the damage is copied, but matches_source does not turn green:
+    # the source no longer hashes to what the derived partition was built from
+    wh.execute("DELETE FROM check_results")
+    derive_sessions(**kw, interval="5m", sessions=[days[1]], run_id="r3")  # type: ignore[arg-type]
+    copied = matches_source(wh, XNYS, "AAPL", "5m", days, AFTER)["2024-11-27"]
+    assert not copied.passed and "no longer match their checksum" in copied.description, copied
+
+    # healed: the source re-fetched (its bars and checksum as written first), then re-derived
+    _ingest(wh, XNYS, "AAPL", days[1:])
+    assert wh.failed_verdicts("AAPL", "1m", ["2024-11-27"]) == {}  # a rewrite clears the old verdict
+    derive_sessions(**kw, interval="5m", sessions=[days[1]], run_id="r4")  # type: ignore[arg-type]
+    assert all(o.passed for o in matches_source(wh, XNYS, "AAPL", "5m", days, AFTER).values())
     lineage = wh.latest_lineage("AAPL", "5m", "2024-11-27")
-    assert lineage is not None and lineage.vendor == "resampled:1m" and lineage.previous_checksum is not None
+    assert lineage is not None and lineage.vendor == "resampled:1m" and lineage.checksum == built.checksum
+
+
+def test_a_rewritten_source_fails_matches_source_until_rederived(wh: Warehouse) -> None:
+    day = date(2024, 11, 27)
+    _ingest(wh, XNYS, "AAPL", [day])
+    derive_sessions(symbol="AAPL", interval="1h", calendar=XNYS, sessions=[day], warehouse=wh, run_id="r1", now=AFTER)
+    b = XNYS.bounds(day)
+    minutes = wh.read_bars("AAPL", "1m", b.open_ms, b.close_ms)
+    # the vendor revised one minute's volume (a real write: new checksum, a recorded revision)
+    minutes.loc[3, "volume"] += 100
+    w0, w1 = XNYS.partition_window_ms(day, "1m")
+    write = PartitionWrite("AAPL", "1m", day, w0, w1, minutes, "synthetic", len(minutes), bars_checksum(minutes))
+    wh.write_partitions([write], "revise")
+    stale = matches_source(wh, XNYS, "AAPL", "1h", [day], AFTER)[day.isoformat()]
+    assert not stale.passed and "re-derive" in stale.description
+    derive_sessions(symbol="AAPL", interval="1h", calendar=XNYS, sessions=[day], warehouse=wh, run_id="r2", now=AFTER)
+    assert matches_source(wh, XNYS, "AAPL", "1h", [day], AFTER)[day.isoformat()].passed
+    rebuilt = wh.latest_lineage("AAPL", "1h", day.isoformat())
+    assert rebuilt is not None and rebuilt.source_checksum == bars_checksum(minutes)
 
 
 def test_nothing_is_derived_without_its_source_or_before_the_session(wh: Warehouse) -> None:

@@ -258,25 +258,18 @@ class _OneMinuteShort(SyntheticVendor):
         return df[~first_of_day].reset_index(drop=True)
 
 
-def test_the_same_gap_found_again_is_logged_once_and_says_it_is_within_tolerance(warehouse: Warehouse) -> None:
+def test_the_same_gap_found_again_is_logged_once_and_one_within_tolerance_not_at_all(warehouse: Warehouse) -> None:
     vendor = _OneMinuteShort(lambda _s: XNYS)
+    kw = {"symbol": "AAPL", "interval": "1m", "calendar": XNYS, "sessions": WEEK, "vendors": [vendor], "now": NOW}
+    ingest_sessions(**kw, warehouse=warehouse, run_id="tolerant", min_completeness=0.98)  # type: ignore[arg-type]
+    assert warehouse.remediation(kinds=["gap"]).empty  # 389 of 390 is complete at 0.98: not a gap
     for run in ("run-1", "run-2", "run-3"):
-        ingest_sessions(
-            symbol="AAPL",
-            interval="1m",
-            calendar=XNYS,
-            sessions=WEEK,
-            vendors=[vendor],
-            warehouse=warehouse,
-            run_id=run,
-            now=NOW,
-            min_completeness=0.98,
-        )
+        ingest_sessions(**kw, warehouse=warehouse, run_id=run, min_completeness=1.0)  # type: ignore[arg-type]
     gaps = warehouse.remediation(kinds=["gap"])
     assert len(gaps) == len(WEEK), gaps[["session", "run_id"]]
     assert set(gaps["run_id"]) == {"run-1"}
     assert all(
-        d == "389 of 390 expected bars, within min_completeness 0.98 (at least 383): complete" for d in gaps["detail"]
+        d == "389 of 390 expected bars, below min_completeness 1 (at least 390): partial" for d in gaps["detail"]
     )
     # a different state of the same session is logged; vendor errors are events, always logged
     warehouse.log_remediation(
@@ -288,3 +281,23 @@ def test_the_same_gap_found_again_is_logged_once_and_says_it_is_within_tolerance
     )
     assert len(warehouse.remediation(kinds=["gap"])) == len(WEEK) + 1
     assert len(warehouse.remediation(kinds=["vendor_error"])) == 2
+
+
+def test_a_refetch_removes_stored_bars_of_no_session_after_its_own(warehouse: Warehouse) -> None:
+    friday, monday = date(2024, 3, 8), date(2024, 3, 11)
+    kw = {"symbol": "AAPL", "interval": "1d", "calendar": XNYS, "now": NOW, "warehouse": warehouse}
+    vendor = SyntheticVendor(lambda _s: XNYS)
+    ingest_sessions(**kw, sessions=[friday, monday], vendors=[vendor], run_id="r1")  # type: ignore[arg-type]
+    saturday_ms = int(datetime(2024, 3, 9, 14, 30, tzinfo=UTC).timestamp() * 1000)
+    warehouse.execute(  # left by an earlier write, or by hand: a bar on a day the exchange was shut
+        "INSERT INTO bars VALUES ('AAPL', '1d', :t, 10, 11, 9, 10, 100)", {"t": saturday_ms}
+    )
+    kept = {"symbol": "AAPL", "interval": "1d", "calendar": XNYS, "now": NOW, "min_completeness": 1.0}
+    valid = verify_partition(warehouse=warehouse, session=friday, **kept)[0]  # type: ignore[arg-type]
+    assert not valid.passed and valid.metadata["outside_sessions"] == 1
+    before_monday = warehouse.read_bars("AAPL", "1d", *XNYS.partition_window_ms(monday))
+    ingest_sessions(**kw, sessions=[friday], vendors=[vendor], run_id="r2")  # type: ignore[arg-type]
+    assert warehouse.count_bars_in("AAPL", "1d", [(saturday_ms, saturday_ms + 1)]) == 0
+    assert verify_partition(warehouse=warehouse, session=friday, **kept)[0].passed  # type: ignore[arg-type]
+    assert warehouse.read_bars("AAPL", "1d", *XNYS.partition_window_ms(monday)).equals(before_monday)
+    assert warehouse.count_bars(symbol="AAPL", interval="1d") == 2

@@ -97,7 +97,7 @@ def test_weekly_bars_aggregate_the_weeks_daily_bars_exactly(wh: Warehouse) -> No
     assert wh.read_bars("AAPL", "1w", -(2**62), 2**62).equals(weeks)
 
 
-def test_matches_source_fails_on_a_damaged_day_and_passes_after_rederiving_its_week(wh: Warehouse) -> None:
+def test_matches_source_fails_on_a_damaged_day_until_it_is_healed_and_its_week_rederived(wh: Warehouse) -> None:
     days = THANKSGIVING + NEXT_WEEK
     _daily(wh, XNYS, "AAPL", days)
     derive_sessions(symbol="AAPL", interval="1w", calendar=XNYS, sessions=days, warehouse=wh, run_id="w")
@@ -109,8 +109,14 @@ def test_matches_source_fails_on_a_damaged_day_and_passes_after_rederiving_its_w
     found = matches_source(wh, XNYS, "AAPL", "1w", days)
     assert not found["2024-11-29"].passed and found["2024-11-29"].metadata["different"] == 1
     assert all(found[d.isoformat()].passed for d in days if d != date(2024, 11, 29))
-    # re-deriving only the week's last session repairs it (what automation requests for the week)
-    derive_sessions(symbol="AAPL", interval="1w", calendar=XNYS, sessions=[THANKSGIVING[-1]], warehouse=wh, run_id="w2")
+    # re-deriving the week from the damaged day copies the damage, and the check stays red
+    last = [THANKSGIVING[-1]]
+    derive_sessions(symbol="AAPL", interval="1w", calendar=XNYS, sessions=last, warehouse=wh, run_id="w2")
+    copied = matches_source(wh, XNYS, "AAPL", "1w", days)["2024-11-29"]
+    assert not copied.passed and "no longer match their checksum" in copied.description
+    # the day re-fetched, re-deriving the week's last session repairs it (what automation requests)
+    _daily(wh, XNYS, "AAPL", [THANKSGIVING[1]])
+    derive_sessions(symbol="AAPL", interval="1w", calendar=XNYS, sessions=last, warehouse=wh, run_id="w3")
     assert matches_source(wh, XNYS, "AAPL", "1w", days)["2024-11-29"].passed
 
 

@@ -2,8 +2,8 @@
 concern: ``schema`` (the tables and their migrations), ``core`` (URL, engine, transactions),
 ``lineage`` (lineage and the remediation log), ``bars`` (idempotent partition writes, reads,
 expiry), ``vendors`` (vendor state shared by every process), ``indicators`` (indicator values),
-``actions`` (the corporate-actions ledger). ``Warehouse`` combines them; incidents and the outbox
-are read and written by ``lib.alerts`` on the same engine.
+``actions`` (the corporate-actions ledger), ``checks`` (each partition's latest check verdicts).
+``Warehouse`` combines them; incidents and the outbox are read and written by ``lib.alerts`` on the same engine.
 Writing a set of partitions deletes exactly those partitions' windows and inserts the new bars in
 one transaction, so reruns, overlapping backfills and retries can neither duplicate nor lose rows.
 """
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from marketcov_dagster.lib.warehouse.actions import ActionsStore, LedgerChanges, LedgerEntry
 from marketcov_dagster.lib.warehouse.bars import RETENTION, PartitionWrite
+from marketcov_dagster.lib.warehouse.checks import Verdict
 from marketcov_dagster.lib.warehouse.core import (
     WAREHOUSE_URL_ENV,
     WarehouseDamaged,
@@ -33,6 +34,7 @@ from marketcov_dagster.lib.warehouse.schema import (
     SCHEMA_VERSION,
     UtcDateTime,
     bars,
+    check_results,
     corporate_actions,
     incidents,
     metadata,
@@ -61,10 +63,12 @@ __all__ = [
     "Revision",
     "RevisionDecisionError",
     "UtcDateTime",
+    "Verdict",
     "Warehouse",
     "WarehouseDamaged",
     "WarehouseError",
     "bars",
+    "check_results",
     "corporate_actions",
     "default_warehouse_url",
     "existing_or_empty",

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from marketcov_dagster.lib.bars import COLUMNS
+from marketcov_dagster.lib.warehouse.checks import CheckResultStore
 from marketcov_dagster.lib.warehouse.lineage import LineageRow, LineageStore
 from marketcov_dagster.lib.warehouse.revisions import Revision, RevisionStore
 from marketcov_dagster.lib.warehouse.schema import bars, indicator_values, partition_lineage
@@ -52,9 +53,11 @@ class PartitionWrite:
     vendor: str
     expected_rows: int
     checksum: str
+    source_checksum: str | None = None  # a derived partition: the checksum of what it was built from
+    strays_until_ms: int | None = None  # a fetched one: also remove stored bars up to the next session's window
 
 
-class BarsStore(LineageStore, RevisionStore):
+class BarsStore(LineageStore, RevisionStore, CheckResultStore):
     def write_partitions(
         self,
         writes: Sequence[PartitionWrite],
@@ -106,7 +109,7 @@ class BarsStore(LineageStore, RevisionStore):
                         bars.c.symbol == w.symbol,
                         bars.c.interval == w.interval,
                         bars.c.ts >= w.window_start_ms,
-                        bars.c.ts < w.window_end_ms,
+                        bars.c.ts < max(w.window_end_ms, w.strays_until_ms or 0),  # and bars of no session
                     )
                 )
             kept = {k: replace(row, revision=revised[k]) for k, row in self._held_lineage(conn, held).items()}
@@ -137,12 +140,14 @@ class BarsStore(LineageStore, RevisionStore):
                     first_bar=int(ts.min()) if len(ts) else None,
                     last_bar=int(ts.max()) if len(ts) else None,
                     written_at=now,
+                    source_checksum=w.source_checksum,
                     revision=revised.get(key),
                 )
                 out.append(row)
             written = [r.columns() for r in out if (r.symbol, r.interval, r.session) not in kept]
             if written:
                 conn.execute(partition_lineage.insert(), written)
+            self._forget_verdicts(conn, [(w.symbol, w.interval, w.session.isoformat()) for w in writes])
             self.log_remediation(remediation, conn)
         return out
 

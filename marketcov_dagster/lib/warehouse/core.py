@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -72,6 +73,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_whole(path: Path) -> None:
+    """Put a new, empty SQLite database (its header written, in WAL mode) at ``path`` in one step:
+    made aside and linked into place, so no process ever sees a zero-byte warehouse that is only
+    being created (a zero-byte file is damage). Another process winning the race is fine."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{id(path)}.new")
+    try:
+        conn = sqlite3.connect(aside)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.close()
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    except (OSError, sqlite3.Error) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise WarehouseError(f"warehouse {path} cannot be created in {path.parent}: {reason}") from None
+    finally:
+        for leftover in (aside, aside.with_name(aside.name + "-wal"), aside.with_name(aside.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 def _sqlite_begin(conn: Connection) -> None:
     # take the write lock at BEGIN so two writers serialise instead of failing on upgrade
     conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -99,6 +120,8 @@ class WarehouseCore:
                     f"warehouse {u.database}: the directory {Path(u.database).parent} does not exist "
                     f"(create it, or fix {WAREHOUSE_URL_ENV}); no new warehouse was made"
                 )
+            if path and not path.exists():
+                _create_whole(path)
             self.engine: Engine = sa.create_engine(self.url, connect_args={"timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             # let SQLAlchemy not emit its own BEGIN; we emit BEGIN IMMEDIATE

@@ -31,6 +31,7 @@ class LineageRow:
     last_bar: int | None
     written_at: datetime
     basis: str | None = "raw"  # the price basis of the bars (every vendor is asked for raw; NULL before v5)
+    source_checksum: str | None = None  # a derived partition: its source's checksum when it was built
     revision: Any = None  # the Revision this write recorded, if it changed stored bars (not a column)
 
     def columns(self) -> dict[str, Any]:

@@ -19,7 +19,12 @@ Tables (schema version 5):
   removed and changed, the largest relative price change), accepted or held (v5);
   ``revision_bars`` keeps the version of a held revision's partition that is not in force: the
   vendor's bars while pending or once rejected, the superseded stored bars once accepted.
-* ``partition_lineage.basis`` (v5): the price basis of the bars written (``raw``; NULL before v5).
+* ``partition_lineage.basis`` (v5): the price basis of the bars written (``raw``; NULL before v5);
+  ``partition_lineage.source_checksum`` (v5): for a derived partition, the checksum of the source
+  partition(s) it was built from (a week's: a digest of its sessions' checksums).
+* ``check_results`` (v5): the latest verdict of each check on each partition; a rewrite of the
+  partition clears it until its checks run again. Derived partitions are built only from sources
+  with no failed verdict.
 * ``schema_version``: the applied schema version; migrations run on start.
 """
 
@@ -91,6 +96,7 @@ partition_lineage = sa.Table(
     sa.Column("last_bar", sa.BigInteger),
     sa.Column("written_at", UtcDateTime(), nullable=False),
     sa.Column("basis", sa.String(8)),
+    sa.Column("source_checksum", sa.String(64)),
     sa.Index("ix_lineage_partition", "symbol", "interval", "session", "id"),
 )
 
@@ -260,15 +266,29 @@ revision_bars = sa.Table(
     sa.Column("volume", sa.Float(precision=53), nullable=False),
 )
 
+check_results = sa.Table(
+    "check_results",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    sa.Column("session", sa.String(10), primary_key=True),
+    sa.Column("check_name", sa.String(48), primary_key=True),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("evaluated_at", UtcDateTime(), nullable=False),
+)
+
 # schema version -> tables it adds; ensure_schema applies the missing ones in order
 MIGRATIONS: dict[int, list[sa.Table]] = {
     1: [bars, partition_lineage, remediation_log],
     2: [vendor_status, vendor_limits],
     3: [incidents, outbox],
     4: [indicator_values],
-    5: [corporate_actions, revisions, revision_bars],
+    5: [corporate_actions, revisions, revision_bars, check_results],
 }
 # schema version -> columns it adds to tables of earlier versions (table, column)
 COLUMN_MIGRATIONS: dict[int, list[tuple[sa.Table, sa.Column[object]]]] = {
-    5: [(partition_lineage, partition_lineage.c.basis)],
+    5: [(partition_lineage, partition_lineage.c.basis), (partition_lineage, partition_lineage.c.source_checksum)],
 }
