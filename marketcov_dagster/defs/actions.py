@@ -11,16 +11,19 @@ No ``from __future__ import annotations`` here: Dagster inspects the context ann
 
 import calendar as month_calendar
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from marketcov_dagster.defs.indicators import indicator_job_name
+from marketcov_dagster.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from marketcov_dagster.defs.resources import VendorsResource, WarehouseResource
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.prices.ledger import LedgerUnavailable, refresh_ledger
+from marketcov_dagster.lib.prices.rederive import plan_rederive
 from marketcov_dagster.lib.scheduling import daily_cron
-from marketcov_dagster.lib.universe import AssetClassConfig, Universe
+from marketcov_dagster.lib.universe import AssetClassConfig, AssetSpecification, Universe
 
 ACTIONS_PREFIX = "corporate_actions"
 VENDORS_AGREE = "vendors_agree"
@@ -168,3 +171,53 @@ def refresh_for_backfill(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
+
+
+LEDGER_REDERIVE_SENSOR = "ledger_rederive"
+LEDGER_TAG = "marketcov/ledger_change"
+
+
+def build_ledger_rederive_sensor(
+    specs: Sequence[AssetSpecification], jobs: Sequence[UnresolvedAssetJobDefinition]
+) -> dg.SensorDefinition:
+    """Derives a symbol's indicators again from the ex-date of each ledger change on (one run per
+    symbol and change); the partitions before it stay as they are. Its cursor is the time of the
+    newest change seen: a first tick over a filled ledger starts watching from there."""
+
+    @dg.sensor(
+        name=LEDGER_REDERIVE_SENSOR,
+        jobs=list(jobs),
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="When the corporate-actions ledger changes, derives the symbol's point-in-time indicators "
+        "again from the action's ex-date on (and only those).",
+    )
+    def ledger_rederive(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:  # type: ignore[type-arg]
+        wh = warehouse.get()
+        if context.cursor is None:
+            newest = wh.ledger_last_change()
+            start = newest or datetime(1970, 1, 1, tzinfo=UTC)
+            return dg.SensorResult(
+                cursor=start.isoformat(),
+                skip_reason=f"watching ledger changes after {start.isoformat()}"
+                + (" (the ledger as it stands was in force when the indicators were derived)" if newest else ""),
+            )
+        plan, newest = plan_rederive(wh, specs, datetime.fromisoformat(context.cursor))
+        if not plan:
+            return dg.SensorResult(cursor=newest.isoformat(), skip_reason="no ledger change touches stored indicators")
+        requests = [
+            dg.RunRequest(
+                job_name=indicator_job_name(r.calendar, r.interval),
+                asset_selection=[dg.AssetKey(r.asset_key.split("/"))],
+                run_key=f"ledger:{r.asset_key}:{newest.isoformat()}",
+                tags={
+                    RANGE_START_TAG: r.first.isoformat(),
+                    RANGE_END_TAG: r.last.isoformat(),
+                    LEDGER_TAG: f"{r.actions} change(s) from ex-date {r.ex_date.isoformat()}",
+                },
+            )
+            for r in plan
+        ]
+        return dg.SensorResult(run_requests=requests, cursor=newest.isoformat())
+
+    return ledger_rederive

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from marketcov_dagster.defs.actions import build_actions_definitions
+from marketcov_dagster.defs.actions import build_actions_definitions, build_ledger_rederive_sensor
 from marketcov_dagster.defs.alerting import build_failure_sensor, build_freshness_sensor
 from marketcov_dagster.defs.assets import ohlcv_member
 from marketcov_dagster.defs.derived import build_derived_automation_sensor, derived_member
@@ -226,6 +226,9 @@ def build_definitions(
         report_sensor,
         *([build_derived_automation_sensor(derived)] if derived else []),
     ]
+    indicator_jobs = [j for j in heal_jobs if j.name.startswith("indicators_")]
+    if action_assets and indicator_jobs:  # a ledger change re-derives the symbol's indicators from its ex-date
+        sensors.append(build_ledger_rederive_sensor([s for s in every if s.indicators], indicator_jobs))
     warehouse_res = warehouse or warehouse_resource()
     return dg.Definitions(
         assets=[*assets, report],

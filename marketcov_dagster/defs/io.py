@@ -1,18 +1,26 @@
 """Bars for anyone downstream: an asset that depends on ``ohlcv/<interval>/<SYMBOL>`` receives
 that partition's (or partition range's) bars as a DataFrame, read from the warehouse, with no
 SQL of its own. The OHLCV assets keep writing through the ingest path: this IO manager only
-loads."""
+loads.
+
+Raw by default, as stored. ``adjust`` (``split`` or ``all``), set on the IO manager or per input
+(``dg.AssetIn(key, metadata={"adjust": "all"})``), gives back-adjusted bars into the basis of the
+last session loaded, with ``price_factor`` and ``volume_factor`` columns (raw = adjusted / factor)
+and the actions applied in ``df.attrs`` (``adjust``, ``as_of``, ``actions``, ``skipped``)."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import cast
 
 import dagster as dg
 import pandas as pd
 
 from marketcov_dagster.defs.resources import WarehouseResource
-from marketcov_dagster.lib.barsio import read_sessions
+from marketcov_dagster.lib.barsio import as_frame, read_sessions, read_sessions_ms
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.prices.factors import ADJUST_MODES, Adjust
+from marketcov_dagster.lib.prices.ledger import adjust_frame
 from marketcov_dagster.lib.symbols import key_part_to_symbol
 
 BARS_IO_MANAGER_KEY = "ohlcv_bars"
@@ -23,6 +31,7 @@ class OhlcvBarsIOManager(dg.ConfigurableIOManager):
     ``volume``, oldest first) for the partitions the downstream step asks for."""
 
     warehouse: WarehouseResource
+    adjust: str = "none"  # none | split | all; an input's metadata "adjust" overrides it
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is not None:
@@ -40,8 +49,18 @@ class OhlcvBarsIOManager(dg.ConfigurableIOManager):
         metadata = context.upstream_output.definition_metadata if context.upstream_output else {}
         calendar = get_calendar(str(_plain(metadata.get("calendar"))))
         sessions = [date.fromisoformat(k) for k in context.asset_partition_keys] if context.has_asset_partitions else []
-        df = read_sessions(self.warehouse.get(), calendar, symbol, interval, sessions)
-        context.log.info(f"{key.to_user_string()}: {len(df)} bar(s) of {len(sessions)} session(s)")
+        adjust = str(_plain((context.definition_metadata or {}).get("adjust", self.adjust)))
+        if adjust not in ADJUST_MODES:
+            raise ValueError(f"{key.to_user_string()}: adjust {adjust!r} is not one of {', '.join(ADJUST_MODES)}")
+        wh = self.warehouse.get()
+        if adjust == "none":
+            df = read_sessions(wh, calendar, symbol, interval, sessions)
+        else:
+            raw = read_sessions_ms(wh, calendar, symbol, interval, sessions)
+            adjusted = adjust_frame(wh, calendar, symbol, interval, raw, cast(Adjust, adjust))
+            df = as_frame(adjusted.bars)
+            df.attrs.update(adjusted.header())
+        context.log.info(f"{key.to_user_string()}: {len(df)} bar(s) of {len(sessions)} session(s), adjust {adjust}")
         return df
 
 

@@ -90,11 +90,18 @@ def read_sessions(
     wh: Warehouse, calendar: TradingCalendar, symbol: str, interval: str, sessions: Sequence[date]
 ) -> pd.DataFrame:
     """Every stored bar of ``sessions`` as one frame with a UTC ``ts`` column."""
+    return as_frame(read_sessions_ms(wh, calendar, symbol, interval, sessions))
+
+
+def read_sessions_ms(
+    wh: Warehouse, calendar: TradingCalendar, symbol: str, interval: str, sessions: Sequence[date]
+) -> pd.DataFrame:
+    """``read_sessions`` with ``ts`` left in epoch milliseconds (canonical bars)."""
     if not sessions:
-        return as_frame(pd.DataFrame(columns=list(COLUMNS)))
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "ts" else "float64") for c in COLUMNS})
     start, end = session_span_ms(calendar, sorted(sessions))
     chunks = list(iter_bars(wh, symbol, interval, start, end))
-    return as_frame(pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(COLUMNS)))
+    return pd.concat(chunks, ignore_index=True) if chunks else read_sessions_ms(wh, calendar, symbol, interval, [])
 
 
 def as_frame(df: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from marketcov_dagster.defs.build import build_definitions
 from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.barsio import read_sessions
 from marketcov_dagster.lib.calendars import get_calendar
+from marketcov_dagster.lib.prices.actions import CorporateAction
 from marketcov_dagster.lib.warehouse import Warehouse
 from marketcov_dagster_tests.conftest import small_universe
 from marketcov_dagster_tests.defs.test_assets import AAPL_1M, NOW, RANGE, run_range
@@ -83,6 +84,36 @@ def test_a_downstream_asset_gets_its_partitions_bars_as_a_dataframe(
 
     result = merged.resolve_job_def("count_job").execute_in_process(instance=instance)
     assert result.success and result.output_for_node("aapl_bar_count") == wh.count_bars("AAPL", "1m") == 6 * 390 - 180
+
+
+def test_a_downstream_asset_can_ask_for_adjusted_bars_and_prove_them(
+    loaded: tuple[dg.Definitions, dg.DagsterInstance, Warehouse, str],
+) -> None:
+    defs, instance, wh, _ = loaded
+    ex = date(2024, 12, 3)  # a 2-for-1 split on the range's last session: every earlier bar is halved
+    split = CorporateAction("AAPL", "split", ex, "test", "aapl-2024-12-03", ratio_from=1.0, ratio_to=2.0)
+    wh.record_actions("test", ["AAPL"], date(2024, 11, 1), date(2024, 12, 31), [split])
+    seen: dict[str, pd.DataFrame] = {}
+
+    @dg.asset(ins={"bars": dg.AssetIn(key=AAPL_1M, metadata={"adjust": "all"})})
+    def aapl_adjusted(bars: pd.DataFrame) -> int:
+        seen["adjusted"] = bars
+        return len(bars)
+
+    merged = dg.Definitions.merge(
+        defs, dg.Definitions(assets=[aapl_adjusted], jobs=[dg.define_asset_job("adj_job", [aapl_adjusted])])
+    )
+    assert merged.resolve_job_def("adj_job").execute_in_process(instance=instance).success
+    bars = seen["adjusted"]
+    assert bars.attrs["adjust"] == "all" and bars.attrs["as_of"] == ex.isoformat()
+    assert [a["description"] for a in bars.attrs["actions"]] == [split.describe()]
+    stored = wh.read_bars("AAPL", "1m", -(2**62), 2**62)
+    before = (bars["ts"] < pd.Timestamp(get_calendar("XNYS").bounds(ex).open_ms, unit="ms", tz="UTC")).to_numpy()
+    assert before.any() and not before.all()
+    assert (bars["price_factor"][before] == 0.5).all() and (bars["price_factor"][~before] == 1.0).all()
+    for c in ("open", "high", "low", "close"):  # raw = adjusted / factor, on every bar
+        assert (bars[c] / bars["price_factor"]).round(8).tolist() == stored[c].round(8).tolist()
+    assert (bars["volume"] / bars["volume_factor"]).tolist() == pytest.approx(stored["volume"].tolist())
 
 
 def _bars_cli(args: list[str], url: str, home: Path) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ BENCHES = [
     ["bench_freshness", "--smoke"],
     ["bench_load", "--smoke"],
     ["bench_derived", "--smoke"],
+    ["bench_adjust", "--smoke"],  # adjusted reads, and /api/bars?adjust=all against a real `marketcov serve`
     ["bench_api", "--smoke"],  # locust against a real `marketcov serve`, on PostgreSQL
 ]
 

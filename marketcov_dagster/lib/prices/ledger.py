@@ -77,15 +77,29 @@ def refresh_ledger(
     return out
 
 
-def reference_close(
-    warehouse: Warehouse, calendar: TradingCalendar, interval: str
+def reference_closes(
+    warehouse: Warehouse, calendar: TradingCalendar, interval: str, actions: Sequence[CorporateAction]
 ) -> Callable[[CorporateAction], float | None]:
-    """The raw close before an action's ex-date, from the daily bars, else the interval's own."""
+    """The raw close before each action's ex-date, from the daily bars (one read for them all),
+    else the interval's own last bar before it."""
+
+    def before_ms(action: CorporateAction) -> int:
+        ex = action.ex_date
+        return calendar.bounds(ex).open_ms if calendar.is_session(ex) else calendar.day_window_ms(ex)[0]
+
+    dividends = [a for a in actions if a.kind == "dividend"]
+    if not dividends:
+        return lambda _a: None
+    symbol = dividends[0].symbol
+    daily = warehouse.read_bar_arrays(symbol, "1d", -(2**62), max(map(before_ms, dividends)), ("ts", "close"))
+    ts, closes = daily[:, 0], daily[:, 1]
 
     def close(action: CorporateAction) -> float | None:
-        ex = action.ex_date
-        before = calendar.bounds(ex).open_ms if calendar.is_session(ex) else calendar.day_window_ms(ex)[0]
-        return warehouse.close_before(action.symbol, ["1d", interval], before)
+        before = before_ms(action)
+        at = int(np.searchsorted(ts, before, side="left")) - 1
+        if at >= 0:
+            return float(closes[at])
+        return warehouse.close_before(action.symbol, [interval], before) if interval != "1d" else None
 
     return close
 
@@ -96,8 +110,10 @@ def adjustments(
     """The ledger's actions of ``symbol`` that ``adjust`` applies, with their factors."""
     if adjust == "none":
         return [], []
-    close = reference_close(warehouse, calendar, interval)
-    return applicable(warehouse.actions_in_force(symbol), adjust, close)
+    actions = warehouse.actions_in_force(symbol)
+    if adjust == "split":
+        actions = [a for a in actions if a.kind == "split"]
+    return applicable(actions, adjust, reference_closes(warehouse, calendar, interval, actions))
 
 
 def read_adjusted(
@@ -113,6 +129,19 @@ def read_adjusted(
     """The bars opening in ``[start_ms, end_ms)`` adjusted into the basis of ``as_of`` (default:
     the session of the last bar), with the actions applied and skipped."""
     raw = warehouse.read_bars(symbol, interval, start_ms, end_ms)
+    return adjust_frame(warehouse, calendar, symbol, interval, raw, adjust, as_of)
+
+
+def adjust_frame(
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    interval: str,
+    raw: pd.DataFrame,
+    adjust: Adjust,
+    as_of: date | None = None,
+) -> Adjusted:
+    """``raw`` (canonical bars, ``ts`` in epoch ms, sorted) adjusted as ``read_adjusted`` does."""
     days = session_days(raw["ts"].to_numpy(), calendar.tz)
     applied, skipped = adjustments(warehouse, calendar, symbol, interval, adjust)
     basis = as_of or (days[-1].astype(object) if len(days) else None)

@@ -135,6 +135,18 @@ class ActionsStore(WarehouseCore):
                     withdrawn.append(_action(r))
         return LedgerChanges(added, changed, withdrawn, restored, unchanged)
 
+    def ledger_changes_since(self, since: datetime) -> list[tuple[str, date, datetime]]:
+        """(symbol, ex-date, when) of every statement added, changed, withdrawn or restored after ``since``."""
+        t = corporate_actions
+        q = sa.select(t.c.symbol, t.c.ex_date, t.c.last_changed).where(t.c.last_changed > since)
+        with self.engine.connect() as conn:
+            return [(r[0], date.fromisoformat(r[1]), r[2]) for r in conn.execute(q)]
+
+    def ledger_last_change(self) -> datetime | None:
+        """When the ledger last changed; None while it is empty."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(corporate_actions.c.last_changed))).scalar()
+
     def ledger_entries(self, symbol: str | None = None, include_withdrawn: bool = True) -> list[LedgerEntry]:
         t = corporate_actions
         q = sa.select(t).order_by(t.c.symbol, t.c.ex_date, t.c.kind, t.c.vendor)
