@@ -25,6 +25,7 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.prices.adjust import adjusted_json_text
 from marketcov_dagster.lib.prices.factors import Adjust
 from marketcov_dagster.lib.prices.ledger import adjusted_stream
+from marketcov_dagster.lib.sources import unverified
 from marketcov_dagster.lib.universe import AssetSpecification, ConfigError
 from marketcov_dagster.lib.warehouse import existing_or_empty
 
@@ -54,6 +55,12 @@ def export_bars(
     if adjust != "none":
         header, chunks = adjusted_stream(wh, cal, spec.symbol, spec.interval, chunks, adjust, sessions, as_of)
         _note_actions(header)
+    for u in unverified(wh, spec.symbol, spec.interval, sessions):
+        print(
+            f"marketcov: note: {spec.key_str} {u['session']} failed {u['check']} ({u['description']}); "
+            "its bars are shown as stored",
+            file=sys.stderr,
+        )
     if indicators:
         chunks = with_indicators(wh, spec.symbol, spec.interval, chunks)
         if missing := wh.bars_without_indicators(spec.symbol, spec.interval, *span):

@@ -201,6 +201,12 @@ class SkippedAction(Model):
     reason: str
 
 
+class UnverifiedSession(Model):
+    session: str
+    check: str
+    description: str
+
+
 class AdjustedBars(Model):
     """Bars adjusted on read: raw = adjusted / factor, each factor a product of ledger actions."""
 
@@ -209,6 +215,9 @@ class AdjustedBars(Model):
     convention: str
     actions: list[AppliedAction]
     skipped: list[SkippedAction]
+    unverified: list[UnverifiedSession] = Field(
+        description="sessions of the range whose latest checks failed (their bars are shown, and named here)"
+    )
     bars: list[Bar]
 
 

@@ -6,7 +6,10 @@ loads.
 Raw by default, as stored. ``adjust`` (``split`` or ``all``), set on the IO manager or per input
 (``dg.AssetIn(key, metadata={"adjust": "all"})``), gives back-adjusted bars into the basis of the
 last session loaded, with ``price_factor`` and ``volume_factor`` columns (raw = adjusted / factor)
-and the actions applied in ``df.attrs`` (``adjust``, ``as_of``, ``actions``, ``skipped``)."""
+and the actions applied in ``df.attrs`` (``adjust``, ``as_of``, ``actions``, ``skipped``).
+
+A partition whose latest checks failed is never loaded: the downstream step fails naming it and
+the check (derived data only from verified sources, ``lib/sources.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from marketcov_dagster.lib.barsio import as_frame, read_sessions, read_sessions_
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.prices.factors import ADJUST_MODES, Adjust
 from marketcov_dagster.lib.prices.ledger import adjust_frame
+from marketcov_dagster.lib.sources import require_verified
 from marketcov_dagster.lib.symbols import key_part_to_symbol
 
 BARS_IO_MANAGER_KEY = "ohlcv_bars"
@@ -53,6 +57,8 @@ class OhlcvBarsIOManager(dg.ConfigurableIOManager):
         if adjust not in ADJUST_MODES:
             raise ValueError(f"{key.to_user_string()}: adjust {adjust!r} is not one of {', '.join(ADJUST_MODES)}")
         wh = self.warehouse.get()
+        # derived data is never built from bars whose latest checks failed: the step fails, naming them
+        require_verified(wh, symbol, interval, [d.isoformat() for d in sessions], f"{key.to_user_string()} as input")
         if adjust == "none":
             df = read_sessions(wh, calendar, symbol, interval, sessions)
         else:

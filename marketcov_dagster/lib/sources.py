@@ -26,7 +26,7 @@ class SourceFailedChecksError(ValueError):
     """A source partition of what was asked for failed a check: nothing derived was written."""
 
 
-def require_verified(warehouse: Warehouse, symbol: str, source: Interval, keys: Sequence[str], label: str) -> None:
+def require_verified(warehouse: Warehouse, symbol: str, source: str, keys: Sequence[str], label: str) -> None:
     """Refuse, before anything is written, when a source session among ``keys`` failed a check."""
     failed = warehouse.failed_verdicts(symbol, source, keys)
     if not failed:
@@ -41,6 +41,15 @@ def require_verified(warehouse: Warehouse, symbol: str, source: Interval, keys: 
         f"{label}: not derived from unverified source partitions: {'; '.join(shown[:3])}{more}. "
         "Heal the source first (marketcov backfill --missing re-fetches it), then derive again"
     )
+
+
+def unverified(warehouse: Warehouse, symbol: str, interval: str, sessions: Sequence[date]) -> list[dict[str, str]]:
+    """The failed checks in force on ``sessions`` of one asset, for a read to name (an adjusted
+    answer's ``unverified``, the CLI's note): ``session``, ``check``, ``description``."""
+    failed = warehouse.failed_verdicts(symbol, interval, [d.isoformat() for d in sessions])
+    return [
+        {"session": s, "check": v.check_name, "description": v.description} for s in sorted(failed) for v in failed[s]
+    ]
 
 
 def source_sessions(calendar: TradingCalendar, interval: Interval, day: date) -> list[date]:

@@ -23,7 +23,7 @@ from marketcov_dagster.defs.resources import WarehouseResource
 from marketcov_dagster.lib.barsio import read_sessions
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.prices.actions import CorporateAction
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse import Verdict, Warehouse
 from marketcov_dagster_tests.conftest import small_universe
 from marketcov_dagster_tests.defs.test_assets import AAPL_1M, NOW, RANGE, run_range
 
@@ -84,6 +84,14 @@ def test_a_downstream_asset_gets_its_partitions_bars_as_a_dataframe(
 
     result = merged.resolve_job_def("count_job").execute_in_process(instance=instance)
     assert result.success and result.output_for_node("aapl_bar_count") == wh.count_bars("AAPL", "1m") == 6 * 390 - 180
+
+    # a partition whose latest check failed is never handed on: the step fails, naming it and the check
+    wh.record_verdicts("AAPL", "1m", [Verdict(EARLY_CLOSE, "checksum_matches", False, "ERROR", "hash moved")], "v")
+    vwap = merged.resolve_job_def("vwap_job")
+    refused = vwap.execute_in_process(instance=instance, partition_key=EARLY_CLOSE, raise_on_error=False)
+    assert not refused.success and seen[EARLY_CLOSE] is bars  # the asset's code never ran again
+    error = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.error
+    assert error is not None and f"ohlcv/1m/AAPL {EARLY_CLOSE} failed checksum_matches (hash moved)" in str(error)
 
 
 def test_a_downstream_asset_can_ask_for_adjusted_bars_and_prove_them(

@@ -18,13 +18,15 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.ingest import ingest_sessions
 from marketcov_dagster.lib.intervals import Interval
 from marketcov_dagster.lib.vendors.synthetic import SyntheticVendor
-from marketcov_dagster.lib.warehouse import Warehouse
+from marketcov_dagster.lib.warehouse import Verdict, Warehouse
 from marketcov_dagster_tests.api.conftest import start_server
-from marketcov_dagster_tests.e2e.conftest import base_env, marketcov
+from marketcov_dagster_tests.e2e.conftest import ROOT, base_env, marketcov
+from marketcov_dagster_tests.fakes.vendor_servers import FakePolygon
 
 XNYS = get_calendar("XNYS")
 SPLIT = date(2024, 6, 10)  # NVDA's 10-for-1, in the synthetic history
 REVISED = date(2024, 6, 12)
+REFETCHED = date(2024, 6, 5)
 RANGE = ["--start", "2024-06-03", "--end", "2024-06-14"]
 
 
@@ -54,6 +56,7 @@ def prices_home(tmp_path: Path) -> tuple[Path, dict[str, str], str]:
         },
     }
     (tmp_path / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # the embedded default
     url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
     env = base_env(tmp_path, url)
     out = marketcov(["backfill", "--symbols", "NVDA", "--start", "2024-05-01", "--end", "2024-07-31"], env)
@@ -113,9 +116,16 @@ def test_actions_adjusted_bars_and_a_held_revision_from_the_cli_and_over_http(
     again = marketcov(decide, env)
     assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     (decided,) = _strict(marketcov(["revisions", "--format", "json"], env).stdout)
-    after = _strict(
-        marketcov(["bars", "NVDA", "--interval", "1d", *RANGE, "--adjust", "split", "--format", "json"], env).stdout
-    )
+    assert adjusted["unverified"] == []
+    # a session whose latest check failed is named beside the bars read (derived data refuses it)
+    failing = Verdict("2024-06-04", "jumps_explained", False, "ERROR", "close moved -50.0%")
+    wh.record_verdicts("NVDA", "1d", [failing], "check-run")
+    read = marketcov(["bars", "NVDA", "--interval", "1d", *RANGE, "--adjust", "split", "--format", "json"], env)
+    after = _strict(read.stdout)
+    assert after["unverified"] == [
+        {"session": "2024-06-04", "check": "jumps_explained", "description": "close moved -50.0%"}
+    ]
+    assert "ohlcv/1d/NVDA 2024-06-04 failed jumps_explained" in read.stderr
     changed = [b["ts"][:10] for b, a in zip(adjusted["bars"], after["bars"], strict=True) if b != a]
     assert changed == [REVISED.isoformat()]  # the accepted revision, and nothing else
     assert decided["status"] == "accepted" and decided["decided_at"] is not None
@@ -143,3 +153,33 @@ def test_actions_adjusted_bars_and_a_held_revision_from_the_cli_and_over_http(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_backfill_prints_each_partition_the_vendor_revised(tmp_path: Path) -> None:
+    cfg = {
+        "intervals": {"1d": {"window_days": 9000}},
+        "asset_classes": {
+            "us_equity": {"calendar": "XNYS", "vendors": ["polygon"], "intervals": ["1d"], "symbols": ["AAPL"]}
+        },
+    }
+    (tmp_path / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # the embedded default
+    with FakePolygon() as polygon:
+        env = {
+            **base_env(tmp_path, f"sqlite:///{tmp_path / 'warehouse.sqlite'}"),
+            "MARKETCOV_POLYGON_BASE_URL": polygon.url,
+            "POLYGON_API_KEY": FakePolygon.API_KEY,
+        }
+        backfill = ["backfill", "--symbols", "AAPL", "--start", "2024-06-03", "--end", "2024-06-07"]
+        first = marketcov(backfill, env)
+        assert first.returncode == 0 and "revised" not in first.stdout, first.stdout + first.stderr[-2000:]
+        polygon.revised[XNYS.bounds(REFETCHED).open_ms] = 1.01  # the vendor corrects one session's prices
+        second = marketcov(backfill, env)
+        assert second.returncode == 0, second.stderr[-2000:]
+    lines = [line for line in second.stdout.splitlines() if line.startswith("revised ")]
+    assert len(lines) == 1 and lines[0].startswith(f"revised AAPL 1d {REFETCHED.isoformat()} (polygon): 1 changed"), (
+        second.stdout
+    )
+    assert FakePolygon.API_KEY not in second.stdout + second.stderr
+    (listed,) = _strict(marketcov(["revisions", "--format", "json"], env).stdout)
+    assert listed["status"] == "accepted" and listed["max_rel_change"] == pytest.approx(0.01, rel=1e-6)

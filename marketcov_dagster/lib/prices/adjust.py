@@ -74,13 +74,13 @@ def adjusted_json_text(
 def adjust_bars(raw: pd.DataFrame, days: np.ndarray, applied: Sequence[Applied], basis: date) -> pd.DataFrame:
     """``raw`` (canonical bars of the sessions ``days``) back-adjusted into ``basis``'s prices."""
     price_factor, volume_factor = cumulative(applied, days, basis)
-    out = raw.copy()
+    columns = {c: raw[c].to_numpy() for c in raw.columns}  # ts first, any extra columns kept
     for c in PRICE_COLUMNS:
-        out[c] = raw[c].to_numpy(dtype=np.float64) * price_factor
-    out["volume"] = raw["volume"].to_numpy(dtype=np.float64) * volume_factor
-    out["price_factor"] = price_factor
-    out["volume_factor"] = volume_factor
-    return out
+        columns[c] = raw[c].to_numpy(dtype=np.float64) * price_factor
+    columns["volume"] = raw["volume"].to_numpy(dtype=np.float64) * volume_factor
+    columns["price_factor"] = price_factor
+    columns["volume_factor"] = volume_factor
+    return pd.DataFrame(columns, copy=False)
 
 
 def unadjust(adjusted: pd.DataFrame) -> pd.DataFrame:

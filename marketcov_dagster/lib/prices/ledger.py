@@ -14,6 +14,7 @@ from marketcov_dagster.lib.calendars import TradingCalendar
 from marketcov_dagster.lib.prices.actions import CorporateAction, Disagreement, disagreements, within
 from marketcov_dagster.lib.prices.adjust import Adjusted, adjust_bars, adjusted_chunks, session_days
 from marketcov_dagster.lib.prices.factors import Adjust, Applied, Skipped, applicable
+from marketcov_dagster.lib.sources import unverified
 from marketcov_dagster.lib.vendors.base import VendorError
 from marketcov_dagster.lib.warehouse import LedgerChanges, Warehouse
 
@@ -78,10 +79,15 @@ def refresh_ledger(
 
 
 def reference_closes(
-    warehouse: Warehouse, calendar: TradingCalendar, interval: str, actions: Sequence[CorporateAction]
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    interval: str,
+    actions: Sequence[CorporateAction],
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Callable[[CorporateAction], float | None]:
-    """The raw close before each action's ex-date, from the daily bars (one read for them all),
-    else the interval's own last bar before it."""
+    """The raw close before each action's ex-date, from the daily bars, else the interval's own
+    last bar before it. ``known``: (ts, close) of daily bars already read over one contiguous
+    range, used where they hold the answer; the rest come from one read of the daily closes."""
 
     def before_ms(action: CorporateAction) -> int:
         ex = action.ex_date
@@ -90,12 +96,16 @@ def reference_closes(
     dividends = [a for a in actions if a.kind == "dividend"]
     if not dividends:
         return lambda _a: None
-    symbol = dividends[0].symbol
-    daily = warehouse.read_bar_arrays(symbol, "1d", -(2**62), max(map(before_ms, dividends)), ("ts", "close"))
-    ts, closes = daily[:, 0], daily[:, 1]
+    befores = {a: before_ms(a) for a in dividends}
+    if known is not None and len(known[0]) and all(known[0][0] < b <= known[0][-1] for b in befores.values()):
+        ts, closes = known
+    else:
+        symbol = dividends[0].symbol
+        daily = warehouse.read_bar_arrays(symbol, "1d", -(2**62), max(befores.values()), ("ts", "close"))
+        ts, closes = daily[:, 0], daily[:, 1]
 
     def close(action: CorporateAction) -> float | None:
-        before = before_ms(action)
+        before = befores.get(action) or before_ms(action)
         at = int(np.searchsorted(ts, before, side="left")) - 1
         if at >= 0:
             return float(closes[at])
@@ -105,15 +115,21 @@ def reference_closes(
 
 
 def adjustments(
-    warehouse: Warehouse, calendar: TradingCalendar, symbol: str, interval: str, adjust: Adjust
+    warehouse: Warehouse,
+    calendar: TradingCalendar,
+    symbol: str,
+    interval: str,
+    adjust: Adjust,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[Applied], list[Skipped]]:
-    """The ledger's actions of ``symbol`` that ``adjust`` applies, with their factors."""
+    """The ledger's actions of ``symbol`` that ``adjust`` applies, with their factors (``known``:
+    daily bars already read, see ``reference_closes``)."""
     if adjust == "none":
         return [], []
     actions = warehouse.actions_in_force(symbol)
     if adjust == "split":
         actions = [a for a in actions if a.kind == "split"]
-    return applicable(actions, adjust, reference_closes(warehouse, calendar, interval, actions))
+    return applicable(actions, adjust, reference_closes(warehouse, calendar, interval, actions, known))
 
 
 def read_adjusted(
@@ -142,8 +158,10 @@ def adjust_frame(
     as_of: date | None = None,
 ) -> Adjusted:
     """``raw`` (canonical bars, ``ts`` in epoch ms, sorted) adjusted as ``read_adjusted`` does."""
-    days = session_days(raw["ts"].to_numpy(), calendar.tz)
-    applied, skipped = adjustments(warehouse, calendar, symbol, interval, adjust)
+    ts = raw["ts"].to_numpy()
+    days = session_days(ts, calendar.tz)
+    known = (ts, raw["close"].to_numpy(dtype=np.float64)) if interval == "1d" else None
+    applied, skipped = adjustments(warehouse, calendar, symbol, interval, adjust, known)
     basis = as_of or (days[-1].astype(object) if len(days) else None)
     if basis is None:
         out = raw.assign(price_factor=np.ones(0), volume_factor=np.ones(0))
@@ -170,4 +188,5 @@ def adjusted_stream(
     lo, hi = min(sessions[0], basis), max(sessions[-1], basis)
     used = [a for a in applied if lo < a.action.ex_date <= hi]
     header = Adjusted(adjust, basis, used, skipped, pd.DataFrame()).header()
+    header["unverified"] = unverified(warehouse, symbol, interval, sessions)  # bars whose checks failed
     return header, adjusted_chunks(chunks, calendar.tz, applied, basis)

@@ -165,8 +165,13 @@ class ActionsStore(WarehouseCore):
         same action the first of ``vendors`` (the chain's order) is taken."""
         rank = {v: i for i, v in enumerate(vendors)}
         best: dict[tuple[str, str, date], CorporateAction] = {}
-        for e in self.ledger_entries(symbol, include_withdrawn=False):
-            a = e.action
+        rows = self.plain_rows(  # on every adjusted read: the driver's tuples, no row objects
+            "SELECT symbol, kind, ex_date, vendor, vendor_id, ratio_from, ratio_to, cash, currency "
+            f"FROM corporate_actions WHERE symbol = {self.mark} AND withdrawn_at IS NULL",
+            (symbol,),
+        )
+        for r in rows:
+            a = CorporateAction(r[0], r[1], date.fromisoformat(r[2]), *r[3:])
             held = best.get(a.key)
             if held is None or rank.get(a.vendor, len(rank)) < rank.get(held.vendor, len(rank)):
                 best[a.key] = a
