@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from marketcov_dagster.defs.groups import step_error
+from marketcov_dagster.defs.history import coverage_for
 from marketcov_dagster.defs.resources import EmailResource, WarehouseResource
 from marketcov_dagster.lib import alerts
 from marketcov_dagster.lib.freshness import freshness_now, root_causes
@@ -56,16 +57,36 @@ def build_freshness_sensor(
         wh = warehouse.get()
         results = freshness_now(wh, specs, now)
         changes = alerts.update_incidents(wh, root_causes(results, specs), vendors_by_asset, email.style(), now)
+        lost = _queue_lost(context.instance, wh, specs, email.style(), now)
         flushed = alerts.flush_outbox(wh, email.settings())
         stale = [f.asset_key for f in results if f.stale]
         message = (
             f"{len(stale)}/{len(results)} asset(s) stale; incidents opened {changes.opened}, "
-            f"resolved {changes.resolved}, still open {len(changes.still_open)}; {_flush_note(flushed)}"
+            f"resolved {changes.resolved}, still open {len(changes.still_open)}; "
+            + (f"{lost} lost-partition alert(s) queued; " if lost else "")
+            + _flush_note(flushed)
         )
         context.log.info(message)
         return dg.SkipReason(message)
 
     return freshness_alerts
+
+
+def _queue_lost(
+    instance: dg.DagsterInstance,
+    wh: Warehouse,
+    specs: Sequence[AssetSpecification],
+    style: alerts.AlertStyle,
+    now: datetime,
+) -> int:
+    """One email per asset whose written partitions are lost (coverage reconciled with the warehouse)."""
+    queued = 0
+    bars = [s for s in specs if not s.indicators]
+    for spec, cov in zip(bars, coverage_for(instance, bars, now, wh), strict=True):
+        if cov.lost:
+            subject, body = alerts.lost_mail(style, spec.key_str, cov.lost)
+            queued += alerts.enqueue(wh, alerts.lost_dedup_key(spec.key_str, cov.lost), "lost", subject, body)
+    return queued
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, event_type: dg.DagsterEventType) -> int:

@@ -20,6 +20,7 @@ from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.coverage import AssetCoverage, asset_coverage
 from marketcov_dagster.lib.metacache import SETTLE_SECONDS, MetadataCache
 from marketcov_dagster.lib.universe import AssetSpecification
+from marketcov_dagster.lib.verify import CHECKSUM_MATCHES
 from marketcov_dagster.lib.warehouse import Warehouse
 
 PAGE = 1000
@@ -75,14 +76,15 @@ def coverage_for(
     warehouse: Warehouse | None = None,
 ) -> list[AssetCoverage]:
     """Coverage from the materialization history; with ``warehouse``, reconciled with it: a
-    materialized partition with no write left in the warehouse (its bars gone) is ``lost``, and
-    missing, never covered. One count query for all assets; the sessions of an asset are read
-    only where the counts disagree."""
+    materialized partition with no write left in the warehouse (its bars gone), or whose stored
+    bars last failed ``checksum_matches`` (damaged), is ``lost``, and missing, never covered. One
+    count query for all assets; the sessions of an asset are read only where the counts disagree."""
     now = now or datetime.now(UTC)
     keys = [dg.AssetKey(list(spec.key_path)) for spec in specs]
     entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
     counts: dict[tuple[str, str], dict[tuple[str, str], int]] = {}  # per window: (symbol, interval) -> sessions
     cache = cache_for(instance)
+    damaged = warehouse.failing_partitions() if warehouse is not None else {}
     try:
         out = []
         for spec, key in zip(specs, keys, strict=True):
@@ -94,8 +96,10 @@ def coverage_for(
                 if window not in counts:  # one query per distinct window (a few), not per asset
                     counts[window] = warehouse.lineage_session_counts(*window)
                 held = [p for p in rows if window[0] <= p <= window[1]]
+                lost = set(damaged.get((spec.symbol, spec.interval), {}).get(CHECKSUM_MATCHES, [])) & set(held)
                 if len(held) > counts[window].get((spec.symbol, spec.interval), 0):
-                    lost = set(held) - warehouse.written_sessions(spec.symbol, spec.interval, *window)
+                    lost |= set(held) - warehouse.written_sessions(spec.symbol, spec.interval, *window)
+                if lost:
                     cov = asset_coverage(spec, get_calendar(spec.calendar), set(rows), rows, now, lost)
             out.append(cov)
         return out

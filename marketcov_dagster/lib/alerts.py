@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from marketcov_dagster.lib.warehouse import Warehouse, incidents, outbox
 
 DEFAULT_SUBJECT_PREFIX = "[marketcov]"
 CLAIM_SECONDS = 300.0
-KINDS = ("stale", "recovered", "check_failed", "run_failed")
+KINDS = ("stale", "recovered", "check_failed", "run_failed", "lost")
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,31 @@ def check_failure_mail(
         f"Run:          {style.run_url(run_id)}",
     ]
     return subject, "\n".join(lines)
+
+
+def lost_mail(style: AlertStyle, asset_key: str, sessions: Sequence[str]) -> tuple[str, str]:
+    """Partitions once written whose bars are gone from the warehouse or no longer match their checksum."""
+    subject = f"{style.subject_prefix} LOST {asset_key}: {len(sessions)} partition(s) gone or damaged"
+    shown = list(sessions[:50])
+    lines = [
+        f"{len(sessions)} partition(s) of {asset_key} were written, and their bars are now gone from the "
+        "warehouse or no longer match the checksum recorded when they were written.",
+        "",
+        f"Asset:      {asset_key}",
+        f"Partitions: {', '.join(shown)}" + (f" (+{len(sessions) - 50} more)" if len(sessions) > 50 else ""),
+        "",
+        "Coverage counts them missing. marketcov backfill --missing (or the gap_healing sensor) fetches them "
+        "again; marketcov verify checks every partition.",
+        "",
+        f"Partitions: {style.asset_url(asset_key)}?view=partitions",
+    ]
+    return subject, "\n".join(lines)
+
+
+def lost_dedup_key(asset_key: str, sessions: Sequence[str]) -> str:
+    """One email per asset and set of lost partitions: more lost later is a new email."""
+    digest = hashlib.sha256(",".join(sorted(sessions)).encode()).hexdigest()[:16]
+    return f"lost:{asset_key}:{digest}"
 
 
 def run_failure_mail(style: AlertStyle, run_id: str, job_name: str, message: str) -> tuple[str, str]:
