@@ -20,6 +20,7 @@ from marketcov_dagster.lib.barsio import (
     write_csv,
     write_json,
     write_parquet,
+    write_text,
 )
 from marketcov_dagster.lib.calendars import get_calendar
 from marketcov_dagster.lib.prices.adjust import adjusted_json_text
@@ -93,17 +94,7 @@ def _write(fmt: str, header: dict[str, object] | None, chunks: Iterator[pd.DataF
         return write_csv(chunks, out)
     if header is None:
         return write_json(chunks, out)
-    n = 0
-
-    def counted() -> Iterator[pd.DataFrame]:
-        nonlocal n
-        for df in chunks:
-            n += len(df)
-            yield df
-
-    for piece in adjusted_json_text(header, counted(), json_text):
-        out.write(piece)
-    return n
+    return write_text(lambda c: adjusted_json_text(header, c, json_text), chunks, out)
 
 
 def _note_actions(header: dict[str, object]) -> None:

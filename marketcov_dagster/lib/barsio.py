@@ -155,14 +155,14 @@ def json_text(chunks: Iterator[pd.DataFrame]) -> Iterator[str]:
 
 
 def write_csv(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
-    return _write(csv_text, chunks, out)
+    return write_text(csv_text, chunks, out)
 
 
 def write_json(chunks: Iterator[pd.DataFrame], out: IO[str]) -> int:
-    return _write(json_text, chunks, out)
+    return write_text(json_text, chunks, out)
 
 
-def _write(
+def write_text(
     text: Callable[[Iterator[pd.DataFrame]], Iterator[str]], chunks: Iterator[pd.DataFrame], out: IO[str]
 ) -> int:
     """Write ``text`` of the chunks to ``out``; the number of bars written."""

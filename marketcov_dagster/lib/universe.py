@@ -132,6 +132,11 @@ class VendorSettings(BaseModel):
     adjusted: bool = Field(
         default=False, description="polygon: only false (as traded); adjusted views come from the actions ledger"
     )
+    actions_api: Literal["stocks_v1", "v3_reference"] = Field(
+        default="stocks_v1",
+        description="polygon: corporate actions from /stocks/v1/splits and /dividends (the successors, since "
+        "February 2026) or the deprecated /v3/reference/ ones",
+    )
     weight_limit: int = Field(default=6000, gt=0, description="binance: request weight allowed per minute per IP")
     symbols: dict[str, str] = Field(default_factory=dict, description="our symbol -> the vendor's symbol")
 

@@ -384,11 +384,29 @@ class FakePolygon(FakeVendorServer):
                 )
         return {"results": rows, "status": "OK", "request_id": "req"}
 
+    def _stocks_v1(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
+        """``/stocks/v1/splits`` and ``/stocks/v1/dividends``, their successors: the same events with
+        ``adjustment_type`` and Polygon's cumulative ``historical_adjustment_factor`` on splits,
+        ``distribution_type`` on dividends, and no ``dividend_type``."""
+        doc = self._reference(kind, query)
+        splits = sorted((r for r in doc["results"] if "split_from" in r), key=lambda r: r["execution_date"])
+        factor = 1.0
+        for r in reversed(splits):  # to today's share basis: the product of the later splits' inverses
+            factor *= r["split_from"] / r["split_to"]
+            r["historical_adjustment_factor"] = factor
+            r["adjustment_type"] = "forward_split" if r["split_to"] > r["split_from"] else "reverse_split"
+        for r in doc["results"]:
+            if "dividend_type" in r:
+                r["distribution_type"] = "special" if r.pop("dividend_type") == "SC" else "recurring"
+        return doc
+
     def route(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         if query.get("apiKey") != self.API_KEY:
             return 401, {}, {"status": "ERROR", "request_id": "x", "error": "Unknown API Key"}
         if path in ("/v3/reference/splits", "/v3/reference/dividends"):
             return 200, {}, self._reference(path.rsplit("/", 1)[1], query)
+        if path in ("/stocks/v1/splits", "/stocks/v1/dividends"):
+            return 200, {}, self._stocks_v1(path.rsplit("/", 1)[1], query)
         parts = path.split("/")
         # /v2/aggs/ticker/{T}/range/{mult}/{timespan}/{from}/{to}
         if len(parts) != 10 or parts[1:4] != ["v2", "aggs", "ticker"] or parts[5] != "range":

@@ -11,7 +11,13 @@ from datetime import UTC, date, datetime
 import pytest
 
 from marketcov_dagster.lib.calendars import get_calendar
-from marketcov_dagster.lib.prices.actions import ActionPayloadError, polygon_dividends, polygon_splits
+from marketcov_dagster.lib.prices.actions import (
+    ActionPayloadError,
+    polygon_dividends,
+    polygon_splits,
+    polygon_v1_dividends,
+    polygon_v1_splits,
+)
 from marketcov_dagster.lib.prices.ledger import LedgerUnavailable, refresh_ledger
 from marketcov_dagster.lib.universe import ConfigError, load_universe
 from marketcov_dagster.lib.vendors.polygon import PolygonVendor
@@ -36,14 +42,15 @@ def _by_key(actions: list) -> dict:  # type: ignore[type-arg]
     return {(a.symbol, a.kind, a.ex_date): a for a in actions}
 
 
-def test_both_vendors_state_the_market_split_reverse_split_and_dividends(wh: Warehouse) -> None:
+@pytest.mark.parametrize(("api", "prefix"), [("stocks_v1", "/stocks/v1/"), ("v3_reference", "/v3/reference/")])
+def test_both_vendors_state_the_market_split_reverse_split_and_dividends(wh: Warehouse, api: str, prefix: str) -> None:
     truth = _by_key(market_actions(SYMBOLS, FIRST, LAST))
     assert ("NVDA", "split", date(2024, 6, 10)) in truth and truth[
         ("NVDA", "split", date(2024, 6, 10))
     ].split_ratio == 10
     assert truth[("JPM", "split", date(2025, 3, 17))].split_ratio == pytest.approx(0.2)
     with FakePolygon() as p, FakeAlpaca() as a:
-        polygon, alpaca = client("polygon", p, wh), client("alpaca", a, wh)
+        polygon, alpaca = client("polygon", p, wh, actions_api=api), client("alpaca", a, wh)
         for vendor in (polygon, alpaca):
             got = _by_key(vendor.fetch_actions(SYMBOLS, FIRST, LAST))
             assert set(got) == set(truth), vendor.name
@@ -51,8 +58,12 @@ def test_both_vendors_state_the_market_split_reverse_split_and_dividends(wh: War
                 assert got[k].vendor == vendor.name
                 assert got[k].same_terms(want), (vendor.name, k)
         # polygon: one request per ticker and kind, with the documented range filters
-        ref = [r for r in p.requests if r.path.startswith("/v3/reference/")]
-        assert len(ref) == 2 * len(SYMBOLS)
+        ref = [r for r in p.requests if r.path.startswith(prefix)]
+        assert (
+            len(ref)
+            == 2 * len(SYMBOLS)
+            == len([r for r in p.requests if "/splits" in r.path or "/dividends" in r.path])
+        )
         assert {r.query.get("execution_date.gte") for r in ref if r.path.endswith("splits")} == {FIRST.isoformat()}
         # alpaca: its window reaches past ex-dates (process_date is the payment date)
         (ca,) = [r for r in a.requests if r.path == "/v1/corporate-actions"]
@@ -105,6 +116,12 @@ def test_malformed_payloads_are_refused_by_name() -> None:
             {"results": [{"ticker": "A", "ex_dividend_date": "2024-01-02", "cash_amount": -1, "dividend_type": "CD"}]},
             {},
         )
+    with pytest.raises(ActionPayloadError, match="adjustment_type 'spin_off'"):
+        polygon_v1_splits(
+            {"results": [{"ticker": "A", "execution_date": "2024-01-02", "adjustment_type": "spin_off"}]}, {}
+        )
+    with pytest.raises(ActionPayloadError, match="cash_amount"):
+        polygon_v1_dividends({"results": [{"ticker": "A", "ex_dividend_date": "2024-01-02"}]}, {})
     with pytest.raises(ActionPayloadError, match="not a date"):
         polygon_splits(
             {"results": [{"id": "x", "ticker": "A", "execution_date": "soon", "split_from": 1, "split_to": 2}]}, {}

@@ -120,6 +120,63 @@ def polygon_splits(body: Any, symbols: Mapping[str, str]) -> list[CorporateActio
     return out
 
 
+SHARE_CHANGE_TYPES = ("forward_split", "reverse_split", "stock_dividend")  # /stocks/v1/splits adjustment_type
+CASH_DISTRIBUTIONS = ("recurring", "special", "supplemental", "irregular", "unknown")  # /stocks/v1/dividends
+
+
+def polygon_v1_splits(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
+    """``GET /stocks/v1/splits`` results: the v3 fields (``ticker``, ``execution_date``,
+    ``split_from``, ``split_to``) and ``adjustment_type``; a stock dividend changes the share
+    count like a split and is kept as one. ``historical_adjustment_factor`` (Polygon's own
+    cumulative factor) is not used: the ledger's factors are derived from the ratios."""
+    out = []
+    for r in _rows(body, "results", "polygon"):
+        kind = r.get("adjustment_type", "forward_split")
+        if kind not in SHARE_CHANGE_TYPES:
+            known = ", ".join(SHARE_CHANGE_TYPES)
+            raise ActionPayloadError(f"polygon: adjustment_type {kind!r} is not one of {known}")
+        ticker = str(_field(r, "ticker", "polygon"))
+        ex = _day(r, "execution_date", "polygon")
+        out.append(
+            CorporateAction(
+                symbol=symbols.get(ticker, ticker),
+                kind="split",
+                ex_date=ex,
+                vendor="polygon",
+                vendor_id=str(r.get("id") or f"{ticker}:{ex.isoformat()}:{kind}"),
+                ratio_from=_positive(r, "split_from", "polygon"),
+                ratio_to=_positive(r, "split_to", "polygon"),
+            )
+        )
+    return out
+
+
+def polygon_v1_dividends(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
+    """``GET /stocks/v1/dividends`` results: ``ticker``, ``ex_dividend_date``, ``cash_amount``,
+    ``currency`` and ``distribution_type`` (every kind a cash amount per share)."""
+    out = []
+    for r in _rows(body, "results", "polygon"):
+        kind = r.get("distribution_type", "recurring")
+        if kind not in CASH_DISTRIBUTIONS:
+            raise ActionPayloadError(
+                f"polygon: distribution_type {kind!r} is not one of {', '.join(CASH_DISTRIBUTIONS)}"
+            )
+        ticker = str(_field(r, "ticker", "polygon"))
+        ex = _day(r, "ex_dividend_date", "polygon")
+        out.append(
+            CorporateAction(
+                symbol=symbols.get(ticker, ticker),
+                kind="dividend",
+                ex_date=ex,
+                vendor="polygon",
+                vendor_id=str(r.get("id") or f"{ticker}:{ex.isoformat()}"),
+                cash=_positive(r, "cash_amount", "polygon"),
+                currency=str(r.get("currency") or "USD").upper(),
+            )
+        )
+    return out
+
+
 CASH_DIVIDEND_TYPES = ("CD", "SC")  # regular and special cash; capital gains distributions are not price events here
 
 

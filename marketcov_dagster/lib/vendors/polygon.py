@@ -7,14 +7,16 @@
 * ``results`` is omitted when empty; ``status`` is ``OK`` (or ``DELAYED``) on success.
 * Daily bars start at midnight America/New_York; minute bars cover extended hours.
 * Free tier: 5 requests per minute, no rate-limit headers, no ``Retry-After``.
-* Corporate actions: ``GET /v3/reference/splits`` (``execution_date.gte/.lte``) and
-  ``GET /v3/reference/dividends`` (``ex_dividend_date.gte/.lte``), one ticker per request,
-  ``limit=1000``, paged by ``next_url`` like the aggregates. (Their 2026 successors under
-  ``/stocks/v1/`` are not fully documented yet: see docs/prices.md.)
+* Corporate actions: ``GET /stocks/v1/splits`` (``execution_date.gte/.lte``) and
+  ``GET /stocks/v1/dividends`` (``ex_dividend_date.gte/.lte``), the successors since February
+  2026, or with ``actions_api: v3_reference`` the deprecated ``/v3/reference/splits`` and
+  ``/v3/reference/dividends``; one ticker per request, ``limit=1000``, paged by ``next_url``
+  like the aggregates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -28,12 +30,25 @@ from marketcov_dagster.lib.prices.actions import (
     CorporateAction,
     polygon_dividends,
     polygon_splits,
+    polygon_v1_dividends,
+    polygon_v1_splits,
 )
 from marketcov_dagster.lib.vendors.base import BadPayloadError
 from marketcov_dagster.lib.vendors.http import MAX_PAGES, HttpVendor, origin
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 NEW_YORK = ZoneInfo("America/New_York")
+Parse = Callable[[Any, Mapping[str, str]], list[CorporateAction]]
+ACTIONS_APIS: dict[str, tuple[tuple[str, str, Parse], ...]] = {  # path, date field, parser
+    "stocks_v1": (
+        ("/stocks/v1/splits", "execution_date", polygon_v1_splits),
+        ("/stocks/v1/dividends", "ex_dividend_date", polygon_v1_dividends),
+    ),
+    "v3_reference": (
+        ("/v3/reference/splits", "execution_date", polygon_splits),
+        ("/v3/reference/dividends", "ex_dividend_date", polygon_dividends),
+    ),
+}
 
 
 class PolygonVendor(HttpVendor):
@@ -82,12 +97,9 @@ class PolygonVendor(HttpVendor):
         for symbol in symbols:
             ticker = self.settings.symbols.get(symbol, symbol)
             ours = {ticker: symbol}
-            for path, field, parse in (
-                ("splits", "execution_date", polygon_splits),
-                ("dividends", "ex_dividend_date", polygon_dividends),
-            ):
+            for path, field, parse in ACTIONS_APIS[self.settings.actions_api]:
                 params = {"ticker": ticker, f"{field}.gte": first.isoformat(), f"{field}.lte": last.isoformat()}
-                for body in self._list_pages(f"{self.base_url}/v3/reference/{path}", params, f"{path} {ticker}"):
+                for body in self._list_pages(f"{self.base_url}{path}", params, f"{path} {ticker}"):
                     try:
                         out.extend(parse(body, ours))
                     except ActionPayloadError as e:
@@ -95,7 +107,7 @@ class PolygonVendor(HttpVendor):
         return out
 
     def _list_pages(self, url: str, params: dict[str, Any], what: str) -> list[Any]:
-        """Every page of a v3 list endpoint, following ``next_url`` on the configured origin only."""
+        """Every page of a list endpoint, following ``next_url`` on the configured origin only."""
         params = {**params, "limit": 1000, "apiKey": self._api_key}
         home = origin(self.base_url)
         pages: list[Any] = []
