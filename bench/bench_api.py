@@ -126,11 +126,14 @@ def start(env: dict[str, str], home: Path) -> tuple[subprocess.Popen[bytes], str
     return proc, base, time.perf_counter() - t0
 
 
-def load(base: str, symbols: int, seconds: int, tmp: Path) -> dict[str, tuple[float, float, float]]:
-    """locust, headless: (p50 ms, p95 ms, requests/s) per endpoint."""
+def load(
+    base: str, symbols: int, seconds: int, tmp: Path, every: bool = False
+) -> dict[str, tuple[float, float, float, float]]:
+    """locust, headless: (p50 ms, p95 ms, p99 ms, requests/s) per endpoint; ``every``: all of them."""
     today = datetime.now(UTC).date()
     env = {
         **os.environ,
+        "BENCH_ALL": "1" if every else "0",
         "BENCH_SYMBOLS": ",".join(f"S{i:04d}" for i in range(symbols)),
         "BENCH_START": (today - timedelta(days=90)).isoformat(),
         "BENCH_END": today.isoformat(),
@@ -142,14 +145,42 @@ def load(base: str, symbols: int, seconds: int, tmp: Path) -> dict[str, tuple[fl
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode not in (0, 1):
         raise SystemExit(out.stderr[-3000:])
-    stats: dict[str, tuple[float, float, float]] = {}
+    stats: dict[str, tuple[float, float, float, float]] = {}
     with open(f"{prefix}_stats.csv") as f:
         for row in csv.DictReader(f):
             if row["Name"] != "Aggregated":
                 if int(row["Failure Count"]):
                     raise SystemExit(f"{row['Name']}: {row['Failure Count']} failed requests")
-                stats[row["Name"]] = (float(row["50%"]), float(row["95%"]), float(row["Requests/s"]))
+                stats[row["Name"]] = (
+                    float(row["50%"]),
+                    float(row["95%"]),
+                    float(row["99%"]),
+                    float(row["Requests/s"]),
+                )
     return stats
+
+
+def backfill(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
+    """``marketcov backfill`` of every symbol's whole daily window, writing while the clients read."""
+    start = (datetime.now(UTC).date() - timedelta(days=1090)).isoformat()
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketcov_dagster.cli", "backfill", "--intervals", "1d", "--start", start],
+        env=env,
+        cwd=home,
+        stdout=(home / "backfill.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_backfill(proc: subprocess.Popen[bytes] | None) -> str:
+    """Stop the writer (if still running) and say what it did meanwhile."""
+    if proc is None:
+        return ""
+    running = proc.poll() is None
+    if running:
+        proc.terminate()
+        proc.wait(timeout=120)
+    return "a backfill writing throughout" if running else f"a backfill writing (it ended, exit {proc.returncode})"
 
 
 def cli_seconds(env: dict[str, str], home: Path) -> float:
@@ -170,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--symbols", type=int, default=12, help="equity symbols, each with 1d and 1m (assets = 2x)")
     p.add_argument("--seconds", type=int, default=30, help="load duration")
+    p.add_argument("--every-endpoint", action="store_true", help="load every read endpoint, not two")
+    p.add_argument(
+        "--with-backfill",
+        action="store_true",
+        help="a full-history daily backfill of every symbol writes into the same warehouse and instance meanwhile",
+    )
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     if args.smoke:
@@ -186,11 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             built = time.perf_counter() - t0
             print(f"built {partitions:,} partitions in {built:.0f} s", file=sys.stderr)
             proc, base, cold = start(env, home)
+            writer = backfill(env, home) if args.with_backfill else None
             try:
-                stats = load(base, args.symbols, args.seconds, Path(tmp))
+                stats = load(base, args.symbols, args.seconds, Path(tmp), args.every_endpoint)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+                wrote = stop_backfill(writer)
             proc, base, warm_start = start(env, home)
             proc.terminate()
             proc.wait(timeout=30)
@@ -199,15 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         drop_database(dagster_url)
         drop_database(warehouse_url)
     assets = args.symbols * 2
-    label = f"{assets:,} assets, {partitions:,} partitions"
+    label = f"{assets:,} assets, {partitions:,} partitions" + (f", {wrote}" if args.with_backfill else "")
     rows = [
         [
             f"{label}: `{name}`",
-            f"{p50:.0f} / {p95:.0f} ms",
+            f"{p50:.0f} / {p95:.0f} / {p99:.0f} ms",
             f"{rps:.0f}",
-            "p95 <= 200 ms " + ("✅" if p95 <= 200 else "❌"),
+            "p95 <= 200 ms, p99 <= 1 s " + ("✅" if p95 <= 200 and p99 <= 1000 else "❌"),
         ]
-        for name, (p50, p95, rps) in stats.items()
+        for name, (p50, p95, p99, rps) in stats.items()
     ]
     rows += [
         [f"{label}: start on a new home, until ready (warms the coverage cache)", f"{cold:.1f} s", "-", "<= 5 s"],
@@ -221,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report(
         f"Status API under load ({CLIENTS} clients, {args.seconds} s)",
-        ["case", "p50 / p95 (or wall)", "requests/s", "target"],
+        ["case", "p50 / p95 / p99 (or wall)", "requests/s", "target"],
         rows,
         command,
     )

@@ -161,6 +161,7 @@ def test_a_backfill_prints_each_partition_the_vendor_revised(tmp_path: Path) -> 
         "asset_classes": {
             "us_equity": {"calendar": "XNYS", "vendors": ["polygon"], "intervals": ["1d"], "symbols": ["AAPL"]}
         },
+        "vendors": {"polygon": {"requests_per_minute": 6000, "burst": 100}},  # loopback: no free-tier pacing
     }
     (tmp_path / "marketcov.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # the embedded default
