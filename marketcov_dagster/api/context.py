@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 
 from marketcov_dagster.api.health import HealthMonitor
+from marketcov_dagster.api.ops import live_state, run_history
 from marketcov_dagster.api.snapshot import DEFAULT_TTL_SECONDS, Snapshot, SnapshotCache, take_snapshot
 from marketcov_dagster.lib.universe import Universe
 from marketcov_dagster.lib.warehouse import Warehouse
@@ -35,6 +37,8 @@ class ApiContext:
     # answers computed from one snapshot, serialized once: (endpoint, parameters) -> body
     _bodies: dict[tuple[object, ...], bytes] = field(default_factory=dict)
     _bodies_of: datetime | None = None  # the snapshot (its computation time) those answers come from
+    _run_history: dict[int, SnapshotCache[dict[str, Any]]] = field(default_factory=dict)  # by look-back hours
+    _ops_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def body(self, key: tuple[object, ...], build: Callable[[Snapshot], bytes]) -> bytes:
         """The serialized answer for ``key`` on the current snapshot, built once per snapshot."""
@@ -62,6 +66,21 @@ class ApiContext:
     def _probe_instance(self) -> None:
         with self.instance_lock:
             self.instance.get_runs(limit=1)
+
+    def ops(self, hours: int) -> dict[str, Any]:
+        """``/api/ops``: the run history's figures as of at most a TTL ago (computed by one request
+        while the others wait for it or read the previous ones), the queue and pools live."""
+        with self._ops_lock:
+            cache = self._run_history.get(hours)
+            if cache is None:
+                cache = self._run_history[hours] = SnapshotCache(lambda: self._history(hours), self.ttl)
+        history = cache.get()
+        with self.instance_lock:
+            return {**history, **live_state(self.instance)}
+
+    def _history(self, hours: int) -> dict[str, Any]:
+        with self.instance_lock:
+            return run_history(self.instance, hours, self.ui_url, datetime.now(UTC))
 
     def _take(self) -> Snapshot:
         with self.instance_lock:

@@ -82,7 +82,9 @@ def _first_error(instance: dg.DagsterInstance, run_id: str) -> str:
     return failure_cause(events) if events else "run failed (no error event recorded)"
 
 
-def ops_report(instance: dg.DagsterInstance, hours: int, ui_url: str, now: datetime) -> dict[str, Any]:
+def run_history(instance: dg.DagsterInstance, hours: int, ui_url: str, now: datetime) -> dict[str, Any]:
+    """The part of the report read from the run history (a dozen counts and each failed run's
+    first error): the server keeps it for a few seconds, as it keeps the status snapshot."""
     since = now - timedelta(hours=hours)
     month = now - timedelta(days=30)
     by_status = {
@@ -93,7 +95,6 @@ def ops_report(instance: dg.DagsterInstance, hours: int, ui_url: str, now: datet
     failed = instance.get_run_records(
         dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=since), limit=FAILED_RUNS_SHOWN
     )
-    statuses = instance.get_daemon_statuses()
     return {
         "hours": hours,
         "runs_by_status": {k: v for k, v in by_status.items() if v},
@@ -110,6 +111,13 @@ def ops_report(instance: dg.DagsterInstance, hours: int, ui_url: str, now: datet
             }
             for r in failed
         ],
+    }
+
+
+def live_state(instance: dg.DagsterInstance) -> dict[str, Any]:
+    """What an operator watches change: the queue, runs in progress, daemons, who holds each pool."""
+    statuses = instance.get_daemon_statuses()
+    return {
         "queue_depth": instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])),
         "in_progress": instance.get_runs_count(
             dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from marketcov_dagster.api import models as m
 from marketcov_dagster.api.context import ApiContext
-from marketcov_dagster.api.ops import ops_report, run_report
+from marketcov_dagster.api.ops import run_report
 from marketcov_dagster.api.params import (
     AssetFilter,
     Paging,
@@ -339,7 +339,4 @@ def incidents(
 
 @router.get("/ops", response_model=m.Ops, summary="Run health from Dagster's run history")
 def ops(request: Request, hours: int = Query(24, ge=1, le=24 * 90, description="look-back window")) -> Any:
-    ctx = ctx_of(request)
-
-    with ctx.instance_lock:
-        return ops_report(ctx.instance, hours, ctx.ui_url, datetime.now(UTC))
+    return ctx_of(request).ops(hours)
