@@ -68,12 +68,15 @@ class ApiContext:
             self.instance.get_runs(limit=1)
 
     def ops(self, hours: int) -> dict[str, Any]:
-        """``/api/ops``: the run history's figures as of at most a TTL ago (computed by one request
-        while the others wait for it or read the previous ones), the queue and pools live."""
+        """``/api/ops``: the run history's figures as of at most a TTL (and one computation) ago,
+        recomputed in the background, so no request waits for them but the first; the queue,
+        daemons and pools live."""
         with self._ops_lock:
             cache = self._run_history.get(hours)
             if cache is None:
-                cache = self._run_history[hours] = SnapshotCache(lambda: self._history(hours), self.ttl)
+                cache = self._run_history[hours] = SnapshotCache(
+                    lambda: self._history(hours), self.ttl, background=True
+                )
         history = cache.get()
         with self.instance_lock:
             return {**history, **live_state(self.instance)}

@@ -47,9 +47,13 @@ def take_snapshot(instance: dg.DagsterInstance, warehouse: Warehouse, universe: 
 
 
 class SnapshotCache(Generic[T]):
-    def __init__(self, compute: Callable[[], T], ttl: float = DEFAULT_TTL_SECONDS) -> None:
+    """``background``: once there is a value, a stale one is answered at once while a thread
+    computes the next (no request waits for a recomputation, only the very first for the value)."""
+
+    def __init__(self, compute: Callable[[], T], ttl: float = DEFAULT_TTL_SECONDS, background: bool = False) -> None:
         self._compute = compute
         self._ttl = ttl
+        self._background = background
         self._lock = threading.Lock()
         self._value: T | None = None
         self._at = 0.0
@@ -70,13 +74,27 @@ class SnapshotCache(Generic[T]):
             return value  # someone is recomputing: the previous picture is at most one TTL older
         if value is None:
             self._lock.acquire()
+        elif self._background:  # the lock is ours: hand it to a thread that recomputes, answer now
+            threading.Thread(target=self._refresh_and_release, daemon=True).start()
+            return value
         try:
-            if not self._fresh():
-                t0 = time.monotonic()
-                self._value = self._compute()
-                self._at = time.monotonic()
-                self._took = self._at - t0
+            self._refresh()
             assert self._value is not None
             return self._value
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> None:
+        if not self._fresh():
+            t0 = time.monotonic()
+            self._value = self._compute()
+            self._at = time.monotonic()
+            self._took = self._at - t0
+
+    def _refresh_and_release(self) -> None:
+        try:
+            self._refresh()
+        except Exception:  # the next request tries again; the previous value stays
+            pass
         finally:
             self._lock.release()
