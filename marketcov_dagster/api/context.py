@@ -77,13 +77,12 @@ class ApiContext:
                 cache = self._run_history[hours] = SnapshotCache(
                     lambda: self._history(hours), self.ttl, background=True
                 )
-        history = cache.get()
-        with self.instance_lock:
-            return {**history, **live_state(self.instance)}
+        # run storage queries only (no coverage cache file): safe beside other threads, as in
+        # Dagster's own webserver, so they never queue behind a snapshot or each other
+        return {**cache.get(), **live_state(self.instance)}
 
     def _history(self, hours: int) -> dict[str, Any]:
-        with self.instance_lock:
-            return run_history(self.instance, hours, self.ui_url, datetime.now(UTC))
+        return run_history(self.instance, hours, self.ui_url, datetime.now(UTC))
 
     def _take(self) -> Snapshot:
         with self.instance_lock:
