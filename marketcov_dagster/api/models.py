@@ -188,7 +188,9 @@ class AppliedAction(Model):
     vendor_id: str
 
 
-class SkippedAction(Model):
+class ActionTerms(Model):
+    """A corporate action as the ledger keeps each vendor's statement of it."""
+
     symbol: str
     kind: Literal["split", "dividend"]
     ex_date: str
@@ -198,6 +200,9 @@ class SkippedAction(Model):
     ratio_to: float
     cash: float | None
     currency: str | None
+
+
+class SkippedAction(ActionTerms):
     reason: str
 
 
@@ -221,16 +226,7 @@ class AdjustedBars(Model):
     bars: list[Bar]
 
 
-class LedgerAction(Model):
-    symbol: str
-    kind: Literal["split", "dividend"]
-    ex_date: str
-    vendor: str
-    vendor_id: str
-    ratio_from: float
-    ratio_to: float
-    cash: float | None
-    currency: str | None
+class LedgerAction(ActionTerms):
     description: str
     first_seen: str
     last_changed: str

@@ -84,6 +84,30 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, log: Pa
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
 
 
+def start_ui(env: dict[str, str], home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``marketcov ui`` (webserver and daemon) in its own session, once its webserver answers."""
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "marketcov_dagster.cli", "ui", "--port", str(port)],
+        env=env,
+        cwd=home,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
+            120,
+            "the webserver",
+            log,
+        )
+    except BaseException:
+        ui.kill()
+        ui.wait(timeout=30)
+        raise
+    return ui
+
+
 def open_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
 

@@ -72,33 +72,18 @@ def test_missing_fills_only_the_holes_and_nothing_when_complete(home: Path) -> N
     assert _writes(home) == {d.isoformat(): 1 for d in days}
 
     # indicators: only their own holes, the bars already complete are not fetched again
-    ind = marketcov(
-        [
-            "backfill",
-            *select,
-            "--missing",
-            "--indicators",
-            "--start",
-            days[0].isoformat(),
-            "--end",
-            days[-1].isoformat(),
-        ],
-        env,
-    )
+    with_indicators = [
+        *select,
+        "--missing",
+        "--indicators",
+        "--start",
+        days[0].isoformat(),
+        "--end",
+        days[-1].isoformat(),
+    ]
+    ind = marketcov(["backfill", *with_indicators], env)
     assert ind.returncode == 0, ind.stderr[-2000:]
     assert "indicators_xnys_1d_job:" in ind.stdout and "ohlcv_xnys_1d_job:" not in ind.stdout, ind.stdout
     assert _writes(home) == {d.isoformat(): 1 for d in days}
-    done = marketcov(
-        [
-            "backfill",
-            *select,
-            "--missing",
-            "--indicators",
-            "--start",
-            days[0].isoformat(),
-            "--end",
-            days[-1].isoformat(),
-        ],
-        env,
-    )
+    done = marketcov(["backfill", *with_indicators], env)
     assert done.returncode == 0 and "nothing is missing" in done.stderr and "_job:" not in done.stdout, done.stdout

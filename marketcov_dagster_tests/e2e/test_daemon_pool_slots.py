@@ -8,16 +8,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
-from marketcov_dagster_tests.e2e.conftest import base_env, free_port, graphql, open_instance, wait_until
+from marketcov_dagster_tests.e2e.conftest import base_env, free_port, graphql, open_instance, start_ui, wait_until
 from marketcov_dagster_tests.e2e.test_production_postgres import LAUNCH
 from marketcov_dagster_tests.fakes.vendor_servers import FakeBinance, Fault
 from marketcov_dagster_tests.vendors.conftest import FAST
@@ -57,21 +54,8 @@ def test_a_killed_run_worker_frees_its_pool_slots_through_the_daemon(home: Path)
     with FakeBinance() as server:
         server.script = [Fault(delay=60)] * 1_000  # every request hangs: the run holds its slot
         env = {**base_env(home, None), "MARKETCOV_BINANCE_BASE_URL": server.url}
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "marketcov_dagster.cli", "ui", "--port", str(port)],
-            env=env,
-            cwd=home,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        ui = start_ui(env, home, port, log)
         try:
-            wait_until(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
-                120,
-                "the webserver",
-                log,
-            )
             params = {
                 "partitionsByAssets": [
                     {

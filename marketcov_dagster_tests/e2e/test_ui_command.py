@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
 from marketcov_dagster.lib.warehouse import Warehouse
-from marketcov_dagster_tests.e2e.conftest import base_env, free_port, marketcov, open_instance, wait_until
+from marketcov_dagster_tests.e2e.conftest import base_env, free_port, marketcov, open_instance, start_ui, wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -44,21 +42,8 @@ def test_ui_serves_the_cli_instance_and_its_schedules_keep_minutes_fresh(home: P
 
     port = free_port()
     log = home / "ui.log"
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "marketcov_dagster.cli", "ui", "--port", str(port)],
-        env=env,
-        cwd=home,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    ui = start_ui(env, home, port, log)
     try:
-        wait_until(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
-            120,
-            "the webserver",
-            log,
-        )
         children = _children(ui.pid)
         assert len(children) == 2, children
 

@@ -101,27 +101,54 @@ def _rows(body: Any, key: str, vendor: str) -> list[Mapping[str, Any]]:
     return rows
 
 
+def _polygon_split(r: Mapping[str, Any], symbols: Mapping[str, str], kind: str | None = None) -> CorporateAction:
+    """One split row, the same in ``/v3/reference/splits`` and ``/stocks/v1/splits``: v3 requires its
+    ``id``; v1 (``kind``, its ``adjustment_type``) may omit it and is then keyed by ticker, date and kind."""
+    ticker = str(_field(r, "ticker", "polygon"))
+    ex = _day(r, "execution_date", "polygon")
+    vendor_id = _field(r, "id", "polygon") if kind is None else r.get("id") or f"{ticker}:{ex.isoformat()}:{kind}"
+    return CorporateAction(
+        symbol=symbols.get(ticker, ticker),
+        kind="split",
+        ex_date=ex,
+        vendor="polygon",
+        vendor_id=str(vendor_id),
+        ratio_from=_positive(r, "split_from", "polygon"),
+        ratio_to=_positive(r, "split_to", "polygon"),
+    )
+
+
+def _polygon_dividend(r: Mapping[str, Any], symbols: Mapping[str, str]) -> CorporateAction:
+    """One cash dividend row, the same in ``/v3/reference/dividends`` and ``/stocks/v1/dividends``
+    (the documented mocks omit ``id``: then keyed by ticker and ex-date)."""
+    ticker = str(_field(r, "ticker", "polygon"))
+    ex = _day(r, "ex_dividend_date", "polygon")
+    return CorporateAction(
+        symbol=symbols.get(ticker, ticker),
+        kind="dividend",
+        ex_date=ex,
+        vendor="polygon",
+        vendor_id=str(r.get("id") or f"{ticker}:{ex.isoformat()}"),
+        cash=_positive(r, "cash_amount", "polygon"),
+        currency=str(r.get("currency") or "USD").upper(),
+    )
+
+
+def _known(r: Mapping[str, Any], field: str, default: str, known: Sequence[str]) -> str:
+    value = str(r.get(field, default))
+    if value not in known:
+        raise ActionPayloadError(f"polygon: {field} {value!r} is not one of {', '.join(known)}")
+    return value
+
+
 def polygon_splits(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
     """``GET /v3/reference/splits`` results; ``symbols`` maps the vendor's ticker to ours."""
-    out = []
-    for r in _rows(body, "results", "polygon"):
-        ticker = str(_field(r, "ticker", "polygon"))
-        out.append(
-            CorporateAction(
-                symbol=symbols.get(ticker, ticker),
-                kind="split",
-                ex_date=_day(r, "execution_date", "polygon"),
-                vendor="polygon",
-                vendor_id=str(_field(r, "id", "polygon")),
-                ratio_from=_positive(r, "split_from", "polygon"),
-                ratio_to=_positive(r, "split_to", "polygon"),
-            )
-        )
-    return out
+    return [_polygon_split(r, symbols) for r in _rows(body, "results", "polygon")]
 
 
 SHARE_CHANGE_TYPES = ("forward_split", "reverse_split", "stock_dividend")  # /stocks/v1/splits adjustment_type
 CASH_DISTRIBUTIONS = ("recurring", "special", "supplemental", "irregular", "unknown")  # /stocks/v1/dividends
+CASH_DIVIDEND_TYPES = ("CD", "SC")  # v3: regular and special cash; capital gains distributions are not price events
 
 
 def polygon_v1_splits(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
@@ -129,26 +156,10 @@ def polygon_v1_splits(body: Any, symbols: Mapping[str, str]) -> list[CorporateAc
     ``split_from``, ``split_to``) and ``adjustment_type``; a stock dividend changes the share
     count like a split and is kept as one. ``historical_adjustment_factor`` (Polygon's own
     cumulative factor) is not used: the ledger's factors are derived from the ratios."""
-    out = []
-    for r in _rows(body, "results", "polygon"):
-        kind = r.get("adjustment_type", "forward_split")
-        if kind not in SHARE_CHANGE_TYPES:
-            known = ", ".join(SHARE_CHANGE_TYPES)
-            raise ActionPayloadError(f"polygon: adjustment_type {kind!r} is not one of {known}")
-        ticker = str(_field(r, "ticker", "polygon"))
-        ex = _day(r, "execution_date", "polygon")
-        out.append(
-            CorporateAction(
-                symbol=symbols.get(ticker, ticker),
-                kind="split",
-                ex_date=ex,
-                vendor="polygon",
-                vendor_id=str(r.get("id") or f"{ticker}:{ex.isoformat()}:{kind}"),
-                ratio_from=_positive(r, "split_from", "polygon"),
-                ratio_to=_positive(r, "split_to", "polygon"),
-            )
-        )
-    return out
+    return [
+        _polygon_split(r, symbols, _known(r, "adjustment_type", "forward_split", SHARE_CHANGE_TYPES))
+        for r in _rows(body, "results", "polygon")
+    ]
 
 
 def polygon_v1_dividends(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
@@ -156,51 +167,15 @@ def polygon_v1_dividends(body: Any, symbols: Mapping[str, str]) -> list[Corporat
     ``currency`` and ``distribution_type`` (every kind a cash amount per share)."""
     out = []
     for r in _rows(body, "results", "polygon"):
-        kind = r.get("distribution_type", "recurring")
-        if kind not in CASH_DISTRIBUTIONS:
-            raise ActionPayloadError(
-                f"polygon: distribution_type {kind!r} is not one of {', '.join(CASH_DISTRIBUTIONS)}"
-            )
-        ticker = str(_field(r, "ticker", "polygon"))
-        ex = _day(r, "ex_dividend_date", "polygon")
-        out.append(
-            CorporateAction(
-                symbol=symbols.get(ticker, ticker),
-                kind="dividend",
-                ex_date=ex,
-                vendor="polygon",
-                vendor_id=str(r.get("id") or f"{ticker}:{ex.isoformat()}"),
-                cash=_positive(r, "cash_amount", "polygon"),
-                currency=str(r.get("currency") or "USD").upper(),
-            )
-        )
+        _known(r, "distribution_type", "recurring", CASH_DISTRIBUTIONS)  # every documented kind is cash
+        out.append(_polygon_dividend(r, symbols))
     return out
-
-
-CASH_DIVIDEND_TYPES = ("CD", "SC")  # regular and special cash; capital gains distributions are not price events here
 
 
 def polygon_dividends(body: Any, symbols: Mapping[str, str]) -> list[CorporateAction]:
     """``GET /v3/reference/dividends`` results (cash dividends only)."""
-    out = []
-    for r in _rows(body, "results", "polygon"):
-        if r.get("dividend_type", "CD") not in CASH_DIVIDEND_TYPES:
-            continue
-        ticker = str(_field(r, "ticker", "polygon"))
-        ex = _day(r, "ex_dividend_date", "polygon")
-        vendor_id = r.get("id") or f"{ticker}:{ex.isoformat()}"  # the documented mocks omit id
-        out.append(
-            CorporateAction(
-                symbol=symbols.get(ticker, ticker),
-                kind="dividend",
-                ex_date=ex,
-                vendor="polygon",
-                vendor_id=str(vendor_id),
-                cash=_positive(r, "cash_amount", "polygon"),
-                currency=str(r.get("currency") or "USD").upper(),
-            )
-        )
-    return out
+    rows = _rows(body, "results", "polygon")
+    return [_polygon_dividend(r, symbols) for r in rows if r.get("dividend_type", "CD") in CASH_DIVIDEND_TYPES]
 
 
 ALPACA_TYPES = ("forward_split", "reverse_split", "cash_dividend")
